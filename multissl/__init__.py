@@ -1,0 +1,2 @@
+"""multissl: self-supervised learning across modalities."""
+__version__ = "0.1.0"

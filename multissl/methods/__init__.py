@@ -1,0 +1,1 @@
+"""Self-supervised methods by name (see ``list_methods()``)."""
