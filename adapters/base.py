@@ -84,6 +84,11 @@ class Adapter:
         """
         raise NotImplementedError
 
+    def finetune_augment(self, batch: Prepared, generator: Optional[torch.Generator] = None) -> Any:
+        """Augmentation for supervised fine-tuning (one view). Adapters may override with a
+        lighter policy; the SSL-pretrained and from-scratch models always share this one."""
+        return self.views(batch, n_views=1, generator=generator)[0]
+
     def eval_transform(self, batch: Prepared) -> Any:
         """Deterministic preprocessing for embedding and evaluation (no augmentation)."""
         raise NotImplementedError

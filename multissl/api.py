@@ -1,0 +1,107 @@
+"""``pretrain``: raw data in, pretrained :class:`SSLModel` out."""
+from __future__ import annotations
+
+import time
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from multissl.adapters import Adapter, get_adapter
+from multissl.errors import ConfigError
+from multissl.model import SSLModel
+from multissl.trainer import KNNMonitor, TrainConfig, Trainer
+
+
+def pretrain(
+    data: Any,
+    adapter: Union[str, Adapter] = "image",
+    method: Optional[str] = None,
+    *,
+    epochs: Optional[int] = None,
+    batch_size: Optional[int] = None,
+    seed: int = 0,
+    output_dir: Optional[str] = None,
+    encoder: Optional[Union[str, nn.Module]] = None,
+    encoder_kwargs: Optional[Dict[str, Any]] = None,
+    embed_dim: Optional[int] = None,
+    method_kwargs: Optional[Dict[str, Any]] = None,
+    adapter_config: Optional[Dict[str, Any]] = None,
+    knn_data: Optional[Tuple[Any, Any, Any, Any]] = None,
+    **train_options: Any,
+) -> SSLModel:
+    """Pretrain an encoder on unlabeled ``data`` and return it as an :class:`SSLModel`.
+
+    Args:
+        data: anything the adapter accepts (see ``docs/adapters``), with no wrapping.
+        adapter: an adapter name (``list_adapters()``) or an instance.
+        method: a method name (``multissl.methods.list_methods()``); default: the adapter's recommendation.
+        epochs, batch_size: default: the adapter's recommendation (batch_size is per process).
+        seed: seeds weights, data order and augmentations; the same seed reproduces the run.
+        output_dir: where checkpoints, logs and ``final/`` (the saved model) go; nothing is written if None.
+        encoder: a name the adapter knows (``adapter.encoder_names()``) or any ``nn.Module`` mapping a
+            transformed batch to (B, D) (give ``embed_dim=`` if it has no ``embed_dim`` attribute).
+        method_kwargs: method hyperparameters (temperature, projection sizes, ...).
+        adapter_config: adapter options (augmentation strengths, image size, ...).
+        knn_data: ``(x_train, y_train, x_val, y_val)`` raw labelled data for the online kNN monitor.
+        **train_options: any :class:`multissl.trainer.TrainConfig` field (lr, optimizer, mixed_precision,
+            grad_accum_steps, checkpoint_every, resume, trackers, progress, ...).
+    """
+    from multissl.methods import build_method
+
+    ad = get_adapter(adapter, **(adapter_config or {}))
+    if isinstance(adapter, Adapter) and adapter_config:
+        raise ConfigError("pass adapter_config only with an adapter name, not with an adapter instance")
+    defaults = dict(ad.defaults)
+    method = method or defaults.get("method", "simclr")
+    if ad.supported_methods is not None and method not in ad.supported_methods:
+        raise ConfigError(f"adapter {ad.name!r} does not support method {method!r}; "
+                          f"supported: {', '.join(ad.supported_methods)}")
+    valid = set(TrainConfig.__dataclass_fields__)
+    unknown = set(train_options) - valid
+    if unknown:
+        raise ConfigError(f"unknown pretrain option(s): {', '.join(sorted(unknown))}")
+    config = TrainConfig(epochs=epochs or defaults.get("epochs", 100), batch_size=batch_size or defaults.get("batch_size", 256),
+                         seed=seed, output_dir=output_dir, **train_options)
+
+    prepared = ad.prepare(data)
+    ad.fit(prepared)
+
+    torch.manual_seed(seed)
+    if encoder is None or isinstance(encoder, str):
+        enc_name = encoder or defaults.get("encoder")
+        enc_kwargs = dict(encoder_kwargs or {})
+        enc = ad.build_encoder(enc_name, **enc_kwargs)
+        enc_spec: Dict[str, Any] = {"name": enc_name or getattr(enc, "name", None), "kwargs": enc_kwargs}
+    elif isinstance(encoder, nn.Module):
+        enc = encoder
+        enc_spec = {"name": None, "class": f"{type(enc).__module__}.{type(enc).__qualname__}"}
+    else:
+        raise ConfigError(f"encoder must be a name or a torch.nn.Module, got {type(encoder).__name__}")
+    dim = embed_dim or ad.embed_dim(enc)
+    mk = dict(method_kwargs or {})
+    m = build_method(method, enc, dim, **mk)
+
+    knn = None
+    if knn_data is not None:
+        xtr, ytr, xva, yva = knn_data
+        knn = KNNMonitor(ad.prepare(xtr), torch.as_tensor(np.asarray(ytr)), ad.prepare(xva), torch.as_tensor(np.asarray(yva)))
+
+    trainer = Trainer(m, ad, config)
+    t0 = time.perf_counter()
+    history = trainer.fit(prepared, knn=knn)
+    seconds = time.perf_counter() - t0
+    n = len(prepared) if not isinstance(prepared, dict) else len(next(iter(prepared.values())))
+    training = {"epochs": config.epochs, "batch_size": config.batch_size, "seed": seed, "num_records": n,
+                "train_seconds": round(seconds, 1), **trainer.resolved}
+    model = SSLModel(ad, m.encoder, {"adapter": ad.name, "method": method, "method_hparams": m.hparams(),
+                                     "encoder": enc_spec, "embed_dim": dim, "training": training,
+                                     "history": history})
+    acc = trainer.accelerator
+    if output_dir and acc.is_main_process:
+        final_metrics = {k: v for k, v in (history[-1] if history else {}).items() if k in ("loss", "knn_acc")}
+        model.save_pretrained(f"{output_dir}/final", metrics={f"final_{k}": v for k, v in final_metrics.items()})
+    acc.wait_for_everyone()
+    model.encoder.eval()
+    return model

@@ -1,0 +1,408 @@
+"""The training loop, on Hugging Face Accelerate.
+
+One loop serves every adapter and method. Accelerate does device placement, DDP/FSDP
+wrapping, mixed precision and state saving; this file adds what a self-supervised run needs
+on top: on-device augmentation with per-step seeded generators, gradient accumulation, a
+warmup + cosine schedule, atomic checkpoints with exact resume, a progress bar, trackers and
+an online kNN monitor.
+
+Why data order and augmentation randomness are derived from ``(seed, epoch)`` and
+``(seed, step, rank)`` instead of carried state: a resumed run recomputes them from the step
+counter alone, so it continues *exactly* where it stopped, on any number of processes that
+divides the data the same way.
+"""
+from __future__ import annotations
+
+import json
+import math
+from contextlib import nullcontext
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from multissl.adapters.base import Adapter, Prepared, num_records, take, to_device
+from multissl.errors import ConfigError
+from multissl.methods.base import SSLMethod
+
+CHECKPOINT_PREFIX = "step_"
+TRAINER_STATE = "trainer_state.json"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that shapes a training run. ``None`` means "the method's recommended value"."""
+
+    epochs: int = 100
+    batch_size: int = 256  # per process, as in Accelerate; the global batch is batch_size * processes
+    lr: Optional[float] = None
+    optimizer: Optional[str] = None  # "adamw" | "sgd" | "lars"
+    weight_decay: Optional[float] = None
+    momentum: float = 0.9  # SGD / LARS momentum
+    warmup_epochs: Optional[float] = None  # default: 10% of the run, at most 10 epochs
+    min_lr_ratio: float = 0.0  # cosine decays to lr * min_lr_ratio
+    mixed_precision: str = "auto"  # "auto" (bf16 on GPUs that support it), "no", "bf16", "fp16"
+    grad_accum_steps: int = 1
+    clip_grad_norm: Optional[float] = None
+    seed: int = 0
+    output_dir: Optional[str] = None
+    checkpoint_every: Optional[int] = None  # optimiser steps; default: once per epoch when output_dir is set
+    keep_checkpoints: int = 2
+    resume: Union[bool, str] = False  # True/"latest" or a checkpoint folder
+    trackers: Optional[Union[str, List[str]]] = None  # e.g. "tensorboard"
+    log_every: int = 10
+    knn_every: int = 1  # epochs between kNN monitor evaluations
+    knn_k: int = 20
+    knn_temperature: float = 0.1
+    progress: bool = True
+    data_on_device: Optional[bool] = None  # keep prepared data on the GPU (default: when it fits easily)
+    max_steps: Optional[int] = None  # stop early after this many optimiser steps (tests, quick looks)
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 2:
+            raise ConfigError(f"batch_size must be >= 2 (Siamese losses need pairs), got {self.batch_size}")
+        if self.grad_accum_steps < 1:
+            raise ConfigError(f"grad_accum_steps must be >= 1, got {self.grad_accum_steps}")
+        if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
+            raise ConfigError(f"mixed_precision must be auto|no|bf16|fp16, got {self.mixed_precision!r}")
+        if self.optimizer not in (None, "adamw", "sgd", "lars"):
+            raise ConfigError(f"optimizer must be adamw|sgd|lars, got {self.optimizer!r}")
+
+
+def resolve_mixed_precision(choice: str) -> str:
+    if choice != "auto":
+        return choice
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "no"
+
+
+class LARS(torch.optim.SGD):
+    """SGD with layer-wise adaptive rate scaling (You et al. 2017), as used by SimCLR/BYOL.
+
+    Biases and normalisation parameters (``lars_exclude=True`` groups) skip the adaptation.
+    """
+
+    def __init__(self, params: Any, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.02):
+        super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        self.eta = eta
+
+    @torch.no_grad()
+    def step(self, closure: Optional[Callable] = None) -> Any:  # type: ignore[override]
+        for group in self.param_groups:
+            if group.get("lars_exclude", False):
+                continue
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad.add(p, alpha=group["weight_decay"])
+                p_norm, g_norm = torch.norm(p), torch.norm(g)
+                trust = torch.where((p_norm > 0) & (g_norm > 0), self.eta * p_norm / g_norm, torch.ones_like(p_norm))
+                p.grad.copy_(g.mul(trust))
+        # weight decay already folded in for adapted groups
+        saved = [g["weight_decay"] for g in self.param_groups]
+        for g in self.param_groups:
+            if not g.get("lars_exclude", False):
+                g["weight_decay"] = 0.0
+        try:
+            return super().step(closure)
+        finally:
+            for g, wd in zip(self.param_groups, saved):
+                g["weight_decay"] = wd
+
+
+def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float, momentum: float) -> torch.optim.Optimizer:
+    """Weight decay on weights only: biases and normalisation parameters (ndim <= 1) are exempt."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0, "lars_exclude": True},
+    ]
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr)
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum)
+    if name == "lars":
+        return LARS(groups, lr=lr, momentum=momentum)
+    raise ConfigError(f"unknown optimizer {name!r}")
+
+
+def warmup_cosine(total_steps: int, warmup_steps: int, min_ratio: float = 0.0) -> Callable[[int], float]:
+    """LR multiplier: linear warmup from ~0 to 1, then half-cosine down to ``min_ratio``."""
+
+    def factor(step: int) -> float:
+        if warmup_steps > 0 and step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        progress = min(1.0, progress)
+        return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def step_generator(device: torch.device, seed: int, step: int, rank: int) -> torch.Generator:
+    """A generator for one step's augmentations, derived from (seed, step, rank) alone."""
+    g = torch.Generator(device=device)
+    g.manual_seed((seed * 1_000_003 + step * 7919 + rank * 104_729) % (2**63 - 1))
+    return g
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g)
+
+
+@torch.no_grad()
+def embed_prepared(encoder: nn.Module, adapter: Adapter, prepared: Prepared, batch_size: int = 256,
+                   device: Optional[torch.device] = None) -> torch.Tensor:
+    """Embeddings (N, D) of prepared data in eval mode (float32, on CPU)."""
+    was_training = encoder.training
+    encoder.eval()
+    device = device or next(encoder.parameters()).device
+    out = []
+    n = num_records(prepared)
+    for start in range(0, n, batch_size):
+        idx = torch.arange(start, min(n, start + batch_size))
+        batch = to_device(take(prepared, idx), device)
+        out.append(encoder(adapter.eval_transform(batch)).float().cpu())
+    encoder.train(was_training)
+    return torch.cat(out) if out else torch.empty(0, 0)
+
+
+@dataclass
+class KNNMonitor:
+    """A small labelled split watched during training: weighted kNN accuracy (Wu et al. 2018)."""
+
+    train: Prepared
+    train_labels: torch.Tensor
+    val: Prepared
+    val_labels: torch.Tensor
+
+    def evaluate(self, encoder: nn.Module, adapter: Adapter, k: int, temperature: float) -> float:
+        from multissl.evaluation.knn import knn_accuracy
+
+        z_train = embed_prepared(encoder, adapter, self.train)
+        z_val = embed_prepared(encoder, adapter, self.val)
+        return knn_accuracy(z_train, self.train_labels, z_val, self.val_labels, k=k, temperature=temperature)
+
+
+class Trainer:
+    """Runs a method on prepared data. ``fit`` returns a per-epoch history."""
+
+    def __init__(self, method: SSLMethod, adapter: Adapter, config: TrainConfig, accelerator: Any = None) -> None:
+        config.validate()
+        self.method = method
+        self.adapter = adapter
+        self.config = config
+        self._accelerator = accelerator
+        self.history: List[Dict[str, Any]] = []
+
+    # ------------------------------------------------------------------ helpers
+    def _make_accelerator(self) -> Any:
+        from accelerate import Accelerator
+        from accelerate.utils import ProjectConfiguration
+
+        cfg = self.config
+        trackers = cfg.trackers
+        if isinstance(trackers, str):
+            trackers = [trackers]
+        if trackers and "tensorboard" in trackers:
+            try:
+                import tensorboard  # noqa: F401
+            except ImportError:
+                raise ConfigError("trackers=['tensorboard'] needs `pip install tensorboard`") from None
+        project = ProjectConfiguration(project_dir=cfg.output_dir or ".", logging_dir=os.path.join(cfg.output_dir or ".", "logs"))
+        return Accelerator(mixed_precision=resolve_mixed_precision(cfg.mixed_precision), log_with=trackers or None,
+                           project_config=project)
+
+    def _checkpoint_root(self) -> Optional[Path]:
+        return Path(self.config.output_dir) / "checkpoints" if self.config.output_dir else None
+
+    def latest_checkpoint(self) -> Optional[Path]:
+        root = self._checkpoint_root()
+        if root is None or not root.is_dir():
+            return None
+        done = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX) and (p / TRAINER_STATE).is_file()]
+        return max(done, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):])) if done else None
+
+    def _save_checkpoint(self, acc: Any, step: int) -> None:
+        """``accelerator.save_state`` into a temporary folder, renamed into place when complete:
+        an interrupted save never leaves a folder that looks like a checkpoint."""
+        root = self._checkpoint_root()
+        assert root is not None
+        final = root / f"{CHECKPOINT_PREFIX}{step:08d}"
+        tmp = root / f".tmp-{CHECKPOINT_PREFIX}{step:08d}"
+        if acc.is_main_process:
+            root.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(tmp, ignore_errors=True)
+        acc.wait_for_everyone()
+        acc.save_state(str(tmp), safe_serialization=True)
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            state = {"step": step, "history": self.history, "config": asdict(self.config)}
+            (tmp / TRAINER_STATE).write_text(json.dumps(state, indent=2, default=str))
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+            kept = sorted((p for p in root.iterdir() if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX)),
+                          key=lambda p: p.name)
+            for old in kept[: max(0, len(kept) - self.config.keep_checkpoints)]:
+                shutil.rmtree(old, ignore_errors=True)
+        acc.wait_for_everyone()
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self, prepared: Prepared, knn: Optional[KNNMonitor] = None) -> List[Dict[str, Any]]:
+        from accelerate.utils import set_seed
+
+        cfg = self.config
+        acc = self._accelerator or self._make_accelerator()
+        self.accelerator = acc
+        set_seed(cfg.seed)
+        world, rank = acc.num_processes, acc.process_index
+        n = num_records(prepared)
+        per_proc = min(cfg.batch_size, n // world)
+        if per_proc < 2:
+            raise ConfigError(f"{n} records are too few for {world} process(es): need at least 2 per process")
+        if per_proc < cfg.batch_size and acc.is_main_process:
+            print(f"multissl: batch_size {cfg.batch_size} > data per process; using {per_proc}")
+        global_batch = per_proc * world
+        batches_per_epoch = n // global_batch
+        steps_per_epoch = max(1, batches_per_epoch // cfg.grad_accum_steps)
+        total_steps = steps_per_epoch * cfg.epochs
+        if cfg.max_steps is not None:
+            total_steps = min(total_steps, cfg.max_steps)
+        warmup_epochs = cfg.warmup_epochs if cfg.warmup_epochs is not None else min(10.0, 0.1 * cfg.epochs)
+        warmup_steps = int(round(warmup_epochs * steps_per_epoch))
+
+        defaults = dict(getattr(self.method, "defaults", {}))
+        opt_name = cfg.optimizer or defaults.get("optimizer", "adamw")
+        lr = cfg.lr if cfg.lr is not None else defaults.get("lr", 1e-3)
+        if cfg.lr is None and defaults.get("lr_scale_batch"):
+            # linear scaling rule (Goyal et al. 2017) for methods tuned with SGD/LARS at batch 256
+            lr = lr * global_batch * cfg.grad_accum_steps / 256
+        wd = cfg.weight_decay if cfg.weight_decay is not None else defaults.get("weight_decay", 1e-4)
+        self.resolved = {"optimizer": opt_name, "lr": lr, "weight_decay": wd, "global_batch": global_batch,
+                         "steps_per_epoch": steps_per_epoch, "total_steps": total_steps, "warmup_steps": warmup_steps,
+                         "mixed_precision": acc.mixed_precision, "num_processes": world}
+
+        optimizer = build_optimizer(self.method, opt_name, lr, wd, cfg.momentum)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, warmup_steps, cfg.min_lr_ratio))
+        model, optimizer = acc.prepare(self.method, optimizer)
+        # The scheduler is stepped once per optimiser step by us (Accelerate's wrapper would step it
+        # num_processes times); it is registered so save_state/load_state carry it.
+        acc.register_for_checkpointing(scheduler)
+        method = acc.unwrap_model(model)
+
+        device = acc.device
+        on_device = cfg.data_on_device
+        if on_device is None:
+            on_device = device.type == "cuda" and _nbytes(prepared) < 2 * 1024**3
+        data = to_device(prepared, device) if on_device else prepared
+
+        step = 0
+        if cfg.resume:
+            ckpt = self.latest_checkpoint() if cfg.resume in (True, "latest") else Path(str(cfg.resume))
+            if ckpt is None or not (Path(ckpt) / TRAINER_STATE).is_file():
+                raise ConfigError(f"resume requested but no complete checkpoint found under {self._checkpoint_root()}")
+            acc.load_state(str(ckpt))
+            state = json.loads((Path(ckpt) / TRAINER_STATE).read_text())
+            step = int(state["step"])
+            self.history = list(state.get("history", []))
+            if acc.is_main_process:
+                print(f"multissl: resumed from {ckpt} at step {step}")
+
+        if cfg.trackers:
+            acc.init_trackers("multissl", config={k: v for k, v in {**asdict(cfg), **self.resolved}.items()
+                                                  if isinstance(v, (int, float, str, bool))})
+        checkpoint_every = cfg.checkpoint_every or steps_per_epoch
+        progress = None
+        if cfg.progress and acc.is_local_main_process:
+            from tqdm.auto import tqdm
+
+            progress = tqdm(total=total_steps, initial=step, desc="pretrain", unit="step", dynamic_ncols=True)
+
+        model.train()
+        epoch_loss, epoch_count, t_epoch, seen = 0.0, 0, time.perf_counter(), 0
+        t_log = time.perf_counter()
+        while step < total_steps:
+            epoch, step_in_epoch = divmod(step, steps_per_epoch)
+            if step_in_epoch == 0:
+                epoch_loss, epoch_count, t_epoch, seen = 0.0, 0, time.perf_counter(), 0
+            perm = epoch_permutation(n, cfg.seed, epoch)
+            logs: Dict[str, float] = {}
+            for micro in range(cfg.grad_accum_steps):
+                b = step_in_epoch * cfg.grad_accum_steps + micro
+                idx = perm[b * global_batch + rank * per_proc: b * global_batch + (rank + 1) * per_proc]
+                if on_device:
+                    idx = idx.to(device)
+                batch = to_device(take(data, idx), device)
+                gen = step_generator(device, cfg.seed, step * cfg.grad_accum_steps + micro, rank)
+                views = self.adapter.views(batch, n_views=method.n_views, generator=gen)
+                last = micro == cfg.grad_accum_steps - 1
+                ctx = acc.no_sync(model) if (not last and world > 1) else nullcontext()
+                with ctx:
+                    with acc.autocast():
+                        out = model(views)
+                    loss = out["loss"]
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower the lr or check the data")
+                    acc.backward(loss / cfg.grad_accum_steps)
+                for k, v in out.items():
+                    if torch.is_tensor(v) and v.numel() == 1:
+                        logs[k] = logs.get(k, 0.0) + float(v.detach()) / cfg.grad_accum_steps
+            if cfg.clip_grad_norm:
+                acc.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            method.on_train_step_end(step / total_steps)
+
+            seen += global_batch * cfg.grad_accum_steps
+            epoch_loss += logs.get("loss", 0.0)
+            epoch_count += 1
+            if progress is not None:
+                progress.update(1)
+                rate = seen / max(1e-9, time.perf_counter() - t_epoch)
+                progress.set_postfix(epoch=epoch + 1, loss=f"{logs.get('loss', 0.0):.4f}", samples_s=f"{rate:.0f}")
+            if cfg.trackers and (step % cfg.log_every == 0):
+                acc.log({**{f"train/{k}": v for k, v in logs.items()}, "train/lr": scheduler.get_last_lr()[0]}, step=step)
+
+            end_of_epoch = step % steps_per_epoch == 0 or step == total_steps
+            if end_of_epoch:
+                record: Dict[str, Any] = {"epoch": epoch + 1, "step": step, "loss": epoch_loss / max(1, epoch_count),
+                                          "lr": scheduler.get_last_lr()[0],
+                                          "samples_per_s": seen / max(1e-9, time.perf_counter() - t_epoch)}
+                if knn is not None and ((epoch + 1) % cfg.knn_every == 0 or step == total_steps):
+                    if acc.is_main_process:
+                        record["knn_acc"] = knn.evaluate(method.encoder, self.adapter, cfg.knn_k, cfg.knn_temperature)
+                        if progress is not None:
+                            progress.write(f"epoch {epoch + 1}: loss {record['loss']:.4f}  kNN acc {record['knn_acc']:.4f}")
+                    acc.wait_for_everyone()
+                self.history.append(record)
+                if cfg.trackers:
+                    acc.log({f"epoch/{k}": v for k, v in record.items() if k not in ("epoch", "step")}, step=step)
+            if self.config.output_dir and (step % checkpoint_every == 0 or step == total_steps):
+                self._save_checkpoint(acc, step)
+        if progress is not None:
+            progress.close()
+        if cfg.trackers:
+            acc.end_training()
+        model.eval()
+        return self.history
+
+
+def _nbytes(prepared: Prepared) -> int:
+    if isinstance(prepared, dict):
+        return sum(v.numel() * v.element_size() for v in prepared.values())
+    return prepared.numel() * prepared.element_size()
