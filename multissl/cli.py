@@ -1,0 +1,236 @@
+"""The ``multissl`` command line.
+
+    multissl demo [--modality image]
+    multissl pretrain --adapter image --method simclr --data PATH [--epochs --batch-size --output --config]
+    multissl embed --model DIR --data PATH --output FILE.npy
+    multissl evaluate --model DIR --data PATH --protocol knn|linear|finetune
+    multissl push --model DIR --repo-id ID
+    multissl recipes
+
+A user mistake (bad argument, missing or unreadable file, unknown name) prints one line
+``multissl: error: ...`` to stderr and exits with status 2, without a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from multissl.errors import ConfigError, DataError, UserError
+
+EXIT_USAGE = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="multissl", description="Self-supervised learning across modalities.")
+    p.add_argument("--version", action="version", version=_version())
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    d = sub.add_parser("demo", help="the main job on embedded data: pretrain, then few-label comparison with scratch")
+    d.add_argument("--modality", default="image", choices=["image"], help="which modality's demo (more arrive with their adapters)")
+    d.add_argument("--output", default=None, help="output folder (default runs/demo-<modality>)")
+    d.add_argument("--epochs", type=int, default=None, help="pretraining epochs (default: the demo's budget)")
+    d.add_argument("--method", default=None, help="SSL method (default simclr)")
+    d.add_argument("--seeds", type=int, default=3, help="number of label draws per row")
+    d.add_argument("--no-progress", action="store_true")
+
+    t = sub.add_parser("pretrain", help="pretrain an encoder without labels")
+    t.add_argument("--adapter", default="image")
+    t.add_argument("--method", default=None, help="default: the adapter's recommendation")
+    t.add_argument("--data", required=True, help="a folder of files, .npy/.npz, Parquet/Arrow, or a saved datasets folder")
+    t.add_argument("--epochs", type=int, default=None)
+    t.add_argument("--batch-size", type=int, default=None)
+    t.add_argument("--encoder", default=None)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--output", default="runs/pretrain", help="checkpoints, logs and final/ go here")
+    t.add_argument("--config", default=None, help="JSON file of extra pretrain() options (lr, method_kwargs, ...)")
+    t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output")
+    t.add_argument("--mixed-precision", default=None, choices=["auto", "no", "bf16", "fp16"])
+    t.add_argument("--tensorboard", action="store_true", help="log curves to <output>/logs with TensorBoard")
+    t.add_argument("--no-progress", action="store_true")
+
+    e = sub.add_parser("embed", help="embed data with a pretrained model")
+    e.add_argument("--model", required=True, help="a model folder or Hub repo id")
+    e.add_argument("--data", required=True)
+    e.add_argument("--output", required=True, help="FILE.npy")
+    e.add_argument("--batch-size", type=int, default=256)
+
+    v = sub.add_parser("evaluate", help="accuracy of a pretrained model on labelled data")
+    v.add_argument("--model", required=True)
+    v.add_argument("--data", required=True, help="class sub-folders, .npz with x/y, or a dataset with a label column")
+    v.add_argument("--protocol", default="knn", choices=["knn", "linear", "finetune"])
+    v.add_argument("--label-column", default=None)
+    v.add_argument("--test-fraction", type=float, default=0.2)
+    v.add_argument("--labels-per-class", type=int, default=None, help="use only k labelled training records per class")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--output", default=None, help="write the metrics as JSON here")
+
+    u = sub.add_parser("push", help="upload a model folder to the Hugging Face Hub")
+    u.add_argument("--model", required=True)
+    u.add_argument("--repo-id", required=True)
+    u.add_argument("--private", action="store_true")
+
+    sub.add_parser("recipes", help="list the recipes")
+    return p
+
+
+def _version() -> str:
+    from multissl import __version__
+
+    return f"multissl {__version__}"
+
+
+# ---------------------------------------------------------------------------------- commands
+def cmd_demo(args: argparse.Namespace) -> int:
+    from multissl.demo import DemoConfig, run_image_demo
+
+    cfg = DemoConfig(output=args.output or f"runs/demo-{args.modality}", progress=not args.no_progress,
+                     seeds=tuple(range(args.seeds)))
+    if args.epochs:
+        cfg.epochs = args.epochs
+    if args.method:
+        cfg.method = args.method
+    run_image_demo(cfg)
+    return 0
+
+
+def _read_config(path: Optional[str]) -> Dict[str, Any]:
+    if not path:
+        return {}
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        cfg = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: invalid JSON at line {e.lineno}: {e.msg}") from None
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{path}: expected a JSON object of pretrain() options")
+    return cfg
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from multissl.adapters import get_adapter_class
+    from multissl.api import pretrain
+    from multissl.io import load_data
+    from multissl.methods import get_method_class
+
+    get_adapter_class(args.adapter)  # unknown names fail before any data is read
+    if args.method:
+        get_method_class(args.method)
+    options = _read_config(args.config)
+    data = load_data(args.data)
+    if args.mixed_precision:
+        options["mixed_precision"] = args.mixed_precision
+    if args.tensorboard:
+        options["trackers"] = "tensorboard"
+    model = pretrain(data, adapter=args.adapter, method=args.method, epochs=args.epochs, batch_size=args.batch_size,
+                     encoder=args.encoder, seed=args.seed, output_dir=args.output, resume=args.resume,
+                     progress=not args.no_progress, **options)
+    print(f"saved {model!r} to {Path(args.output) / 'final'}")
+    return 0
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    from multissl.io import load_data, save_npy_atomic
+    from multissl.model import SSLModel
+
+    if not args.output.endswith(".npy"):
+        raise ConfigError(f"--output must end with .npy, got {args.output}")
+    model = SSLModel.from_pretrained(args.model)
+    z = model.embed(load_data(args.data), batch_size=args.batch_size)
+    save_npy_atomic(z, args.output)
+    print(f"wrote {z.shape[0]} x {z.shape[1]} embeddings to {args.output}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+    from sklearn.model_selection import train_test_split
+
+    from multissl.demo import sample_per_class
+    from multissl.evaluation import FinetuneConfig, finetune, knn_accuracy, linear_probe
+    from multissl.io import load_labelled
+    from multissl.model import SSLModel
+    from multissl.trainer import embed_prepared
+
+    if not 0 < args.test_fraction < 1:
+        raise ConfigError(f"--test-fraction must be in (0, 1), got {args.test_fraction}")
+    model = SSLModel.from_pretrained(args.model)
+    prepared, y, classes = load_labelled(args.data, model.adapter, args.label_column)
+    idx = np.arange(len(y))
+    try:
+        train, test = train_test_split(idx, test_size=args.test_fraction, stratify=y, random_state=args.seed)
+    except ValueError as e:
+        raise DataError(f"{args.data}: cannot split into train/test ({e})") from None
+    if args.labels_per_class:
+        counts = np.bincount(y[train])
+        if counts.min() < args.labels_per_class:
+            raise DataError(f"{args.data}: a class has only {counts.min()} training records, "
+                            f"fewer than --labels-per-class {args.labels_per_class}")
+        train = sample_per_class(y, train, args.labels_per_class, args.seed)
+    if args.protocol == "finetune":
+        r = finetune(model.encoder, model.adapter, prepared[torch.as_tensor(train)], y[train],
+                     prepared[torch.as_tensor(test)], y[test], embed_dim=model.embed_dim, num_classes=len(classes),
+                     config=FinetuneConfig(seed=args.seed))
+        acc = r["accuracy"]
+    else:
+        z = embed_prepared(model.encoder, model.adapter, prepared).numpy()
+        if args.protocol == "knn":
+            acc = knn_accuracy(z[train], y[train], z[test], y[test])
+        else:
+            acc = linear_probe(z[train], y[train], z[test], y[test])
+    result = {"protocol": args.protocol, "accuracy": acc, "train": int(len(train)), "test": int(len(test)),
+              "classes": classes, "model": str(args.model), "data": str(args.data)}
+    print(f"{args.protocol} accuracy: {acc:.4f}  ({len(train)} train / {len(test)} test, {len(classes)} classes)")
+    if args.output:
+        from multissl.demo import write_json_atomic
+
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(Path(args.output), result)
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from multissl.model import SSLModel
+
+    if not Path(args.model).is_dir():
+        raise DataError(f"{args.model}: no such model folder")
+    model = SSLModel.from_pretrained(args.model)
+    url = model.push_to_hub(args.repo_id, private=args.private)
+    print(f"pushed to {url}")
+    return 0
+
+
+def cmd_recipes(args: argparse.Namespace) -> int:
+    from multissl.recipes import available_recipes
+
+    recipes = available_recipes()
+    width = max((len(n) for n in recipes), default=10)
+    for name, line in recipes.items():
+        print(f"{name:<{width}}  {line}")
+    print("\nrun one with: accelerate launch -m multissl.recipes.<name> --help")
+    return 0
+
+
+COMMANDS = {"demo": cmd_demo, "pretrain": cmd_pretrain, "embed": cmd_embed, "evaluate": cmd_evaluate,
+            "push": cmd_push, "recipes": cmd_recipes}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = _parser().parse_args(argv)  # argparse itself exits 2 on bad arguments
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as e:
+        print(f"multissl: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("multissl: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
