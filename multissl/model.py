@@ -129,10 +129,11 @@ class SSLModel:
                                   "pass encoder=<an instance of that module> to from_pretrained")
             encoder = adapter.build_encoder(spec["name"], **spec.get("kwargs", {}))
         state = load_file(str(folder / WEIGHTS_NAME))
-        missing, unexpected = encoder.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise ConfigError(f"{folder}: weights do not match the encoder (missing {list(missing)[:5]}, "
-                              f"unexpected {list(unexpected)[:5]})")
+        try:
+            encoder.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()[1:2] or [str(e)]
+            raise ConfigError(f"{folder}: weights do not match the encoder ({first[0].strip()})") from None
         encoder.eval()
         model = cls(adapter, encoder, {k: v for k, v in config.items() if k not in ("adapter_config", "format_version")})
         if device is not None:
