@@ -1,0 +1,70 @@
+"""multissl.distributed: single-process behaviour, and 2-process DDP == 1 process.
+
+The DDP test launches tests/ddp_equivalence_script.py with ``accelerate launch`` on two CPU
+processes (gloo). ``--multi_gpu`` selects accelerate's torchrun launcher, the one that starts
+several local processes without MPI (its ``--cpu`` launcher needs mpirun for more than one
+process); the script's ``Accelerator(cpu=True)`` keeps both processes on the CPU, GPU or not.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from multissl import distributed
+
+SCRIPT = Path(__file__).with_name("ddp_equivalence_script.py")
+TOLERANCE = 1e-5
+
+
+def test_not_distributed_defaults() -> None:
+    assert distributed.world_size() == 1
+    assert distributed.rank() == 0
+    assert not distributed.is_distributed()
+
+
+def test_gather_is_identity_when_not_distributed() -> None:
+    x = torch.randn(4, 3, requires_grad=True)
+    assert distributed.gather(x) is x
+    y, offset = distributed.gather_with_offset(x)
+    assert y is x and offset == 0
+
+
+@pytest.fixture(scope="module")
+def ddp_results(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp("ddp") / "results.json"
+    env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+    cmd = [
+        sys.executable, "-m", "accelerate.commands.launch",
+        "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no",
+        str(SCRIPT), "--out", str(out),
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, f"DDP script failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return json.loads(out.read_text())
+
+
+@pytest.mark.parametrize("loss", ["nt_xent", "barlow_twins", "vicreg", "vibcreg", "info_nce"])
+def test_two_process_ddp_matches_single_process(ddp_results: dict, loss: str) -> None:
+    result = ddp_results["correct"][loss]
+    assert result["loss_err"] < TOLERANCE, result
+    assert result["grad_err"] < TOLERANCE, result
+
+
+def test_gather_with_uneven_batches(ddp_results: dict) -> None:
+    assert ddp_results["correct"]["uneven_gather"]["grad_err"] < TOLERANCE
+
+
+@pytest.mark.parametrize("loss", ["nt_xent", "barlow_twins", "vicreg", "vibcreg", "info_nce"])
+def test_gather_without_allreduce_is_caught(ddp_results: dict, loss: str) -> None:
+    """Negative control: the forward value is unaffected, the gradients are clearly wrong,
+    so the equivalence test above would fail on a gather without the all-reduce."""
+    result = ddp_results["no_allreduce"][loss]
+    assert result["loss_err"] < TOLERANCE
+    assert result["grad_err"] > 100 * TOLERANCE, result
