@@ -1,0 +1,306 @@
+"""End-to-end SimCLR training throughput: multissl vs lightly, in one process, same network.
+
+Both sides train SimCLR on the same real CIFAR-10 images (JPEG-decoded once from one Parquet
+shard) with the same ResNet-18 (3x3 stem, stride 1, no max-pool, fc = identity; lightly gets
+torchvision's resnet18 modified that way and loaded with multissl's initial weights), the same
+batch size, projection width, NT-Xent temperature, SGD settings and per-step cosine schedule:
+
+- lightly, as its users write it: ``SimCLRTransform(input_size=32, cj_strength=0.5,
+  gaussian_blur=0.0)`` per image in a ``torch.utils.data.DataLoader`` with CPU workers,
+  ``SimCLRProjectionHead``, ``NTXentLoss``, a plain training loop. The number of DataLoader
+  workers is swept (CPU: 0, 1, 2) and lightly's best is the reference.
+- multissl, through its ``Trainer`` (what ``multissl.pretrain`` runs): uint8 tensors, batched
+  augmentation on the training device with the same strengths (crop scale 0.08-1, jitter
+  0.4/0.4/0.4/0.1 with p 0.8, grayscale p 0.2, flip p 0.5, no blur).
+
+Measured: images/s = steps * batch / wall time between the end of the warmup steps and the end
+of the last step (data + augmentation + forward + backward + optimiser step), median over the
+rounds (sides alternate within a round, so background load hits both), and peak memory (CPU:
+sampled PSS of the process + DataLoader workers above the pre-run baseline; GPU:
+``torch.cuda.max_memory_allocated``). A short breakdown then times, for one batch, multissl's
+augmentation, lightly's per-image transforms (in one process) and the model step alone.
+
+    python benchmarks/image_throughput.py                      # 2-core CPU defaults
+    python benchmarks/image_throughput.py --device cuda        # bf16, batch 512, 8 workers
+    python benchmarks/image_throughput.py --quick              # seconds-long smoke run
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import (SIMCLR, LightlySimCLR, MemoryMeter, PILDataset, StepClock, copy_weights, count_params,  # noqa: E402
+                     lightly_transform, load_cifar_shard, log, machine_info, print_table, set_threads,
+                     simclr_lr, torchvision_resnet18, train_lightly, write_json)
+
+DEFAULT_OUTPUT = str(Path(__file__).resolve().parent / "results" / "image_throughput.json")
+
+
+def parse_args(argv: List[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:i] (default: cpu)")
+    p.add_argument("--batch-size", type=int, default=None, help="default: 128 on CPU, 512 on CUDA")
+    p.add_argument("--num-images", type=int, default=None, help="images decoded from the shard (default: 4096 CPU, 10000 CUDA)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: 2 CPU, 20 CUDA)")
+    p.add_argument("--steps", type=int, default=None, help="timed steps per run (default: 8 CPU, 50 CUDA)")
+    p.add_argument("--rounds", type=int, default=2, help="alternating rounds; the median is reported (default: 2)")
+    p.add_argument("--workers", default=None, help="lightly DataLoader workers to try, comma-separated "
+                   "(default: 0,1,2 on CPU, 8 on CUDA); lightly's best is the reference")
+    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default: 2)")
+    p.add_argument("--width", type=float, default=1.0, help="ResNet-18 width multiplier (default: 1.0)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="auto: fp32 on CPU, bf16 autocast on CUDA")
+    p.add_argument("--shard", default="train-00000-of-00005.parquet")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-breakdown", action="store_true", help="skip the per-part timing breakdown")
+    p.add_argument("--quick", action="store_true", help="tiny smoke run: 256 images, batch 32, 1+2 steps, 1 round")
+    p.add_argument("--output", default=DEFAULT_OUTPUT, help=f"JSON results (default: {DEFAULT_OUTPUT})")
+    args = p.parse_args(argv)
+    cuda = args.device.startswith("cuda")
+    if cuda and not torch.cuda.is_available():
+        p.error("--device cuda but torch.cuda.is_available() is False")
+    args.batch_size = args.batch_size or (512 if cuda else 128)
+    args.num_images = args.num_images or (10000 if cuda else 4096)
+    args.warmup = args.warmup if args.warmup is not None else (20 if cuda else 2)
+    args.steps = args.steps if args.steps is not None else (50 if cuda else 8)
+    args.workers = [int(w) for w in (args.workers or ("8" if cuda else "0,1,2")).split(",")]
+    if args.quick:
+        args.num_images, args.batch_size, args.warmup, args.steps, args.rounds = 256, 32, 1, 2, 1
+    args.bf16 = args.precision == "bf16" or (args.precision == "auto" and cuda)
+    need = (args.warmup + args.steps) * args.batch_size
+    if need > args.num_images:
+        # one epoch covers the whole run on both sides: no DataLoader restart inside the timed window
+        args.num_images = need
+    return args
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        from multissl.adapters import get_adapter
+
+        self.args = args
+        self.device = torch.device(args.device)
+        t0 = time.perf_counter()
+        self.images, _ = load_cifar_shard(args.num_images, args.shard)
+        log(f"decoded {len(self.images)} CIFAR-10 JPEGs from {args.shard} in {time.perf_counter() - t0:.1f}s")
+        # multissl's augmentation set to lightly's SimCLRTransform(input_size=32, cj_strength=0.5,
+        # gaussian_blur=0.0): crop scale (0.08, 1) (multissl's preset uses 0.2 at 32 px).
+        self.adapter = get_adapter("image", image_size=32, cj_strength=0.5, blur_prob=0.0, crop_scale=[0.08, 1.0])
+        self.prepared = self.adapter.prepare(self.images)
+        self.adapter.fit(self.prepared)
+        torch.manual_seed(args.seed)
+        self.init_encoder = self.adapter.build_encoder("resnet18", width=args.width)
+        self.embed_dim = self.init_encoder.embed_dim
+        self.hidden = self.embed_dim  # lightly's CIFAR-10 setting: SimCLRProjectionHead(512, 512, 128)
+        self.lr = simclr_lr(args.batch_size)
+        self.total_steps = args.warmup + args.steps
+
+    # ---------------------------------------------------------------- sides
+    def new_encoder(self) -> torch.nn.Module:
+        enc = self.adapter.build_encoder("resnet18", width=self.args.width)
+        copy_weights(self.init_encoder, enc)
+        return enc
+
+    def multissl_method(self) -> Any:
+        from multissl.methods import build_method
+
+        return build_method("simclr", self.new_encoder(), self.embed_dim, proj_hidden_dim=self.hidden,
+                            proj_dim=SIMCLR["proj_out"], temperature=SIMCLR["temperature"])
+
+    def run_multissl(self) -> Dict[str, Any]:
+        from multissl.trainer import TrainConfig, Trainer
+
+        a = self.args
+        method = self.multissl_method()
+        clock = StepClock(a.warmup, a.steps, self.device)
+        inner = method.on_train_step_end
+
+        def hook(progress: float) -> None:  # called by the Trainer after every optimiser step
+            inner(progress)
+            clock.tick()
+
+        method.on_train_step_end = hook  # type: ignore[method-assign]
+        cfg = TrainConfig(epochs=1, batch_size=a.batch_size, max_steps=self.total_steps, optimizer="sgd", lr=self.lr,
+                          weight_decay=SIMCLR["weight_decay"], momentum=SIMCLR["momentum"], warmup_epochs=0.0,
+                          mixed_precision="bf16" if a.bf16 else "no", progress=False, seed=a.seed)
+        with MemoryMeter(self.device) as mem:
+            trainer = Trainer(method, self.adapter, cfg)
+            trainer.fit(self.prepared)
+        if clock.step != self.total_steps:
+            raise RuntimeError(f"multissl ran {clock.step} steps, expected {self.total_steps}")
+        secs = clock.seconds()
+        return {"images_per_s": a.steps * a.batch_size / secs, "seconds": secs, "memory": mem.result(),
+                "resolved": trainer.resolved}
+
+    def lightly_model(self) -> LightlySimCLR:
+        backbone = torchvision_resnet18(self.args.width, in_channels=3)
+        copy_weights(self.init_encoder, backbone)
+        return LightlySimCLR(backbone, self.embed_dim, self.hidden, SIMCLR["proj_out"], SIMCLR["temperature"])
+
+    def lightly_loader(self, workers: int) -> torch.utils.data.DataLoader:
+        dataset = PILDataset(self.images, lightly_transform(32))
+        g = torch.Generator().manual_seed(self.args.seed)
+        return torch.utils.data.DataLoader(dataset, batch_size=self.args.batch_size, shuffle=True, drop_last=True,
+                                           num_workers=workers, pin_memory=self.device.type == "cuda", generator=g)
+
+    def run_lightly(self, workers: int) -> Dict[str, Any]:
+        a = self.args
+        model = self.lightly_model()
+        clock = StepClock(a.warmup, a.steps, self.device)
+        with MemoryMeter(self.device) as mem:
+            loader = self.lightly_loader(workers)
+            train_lightly(model, loader, epochs=1, total_steps=self.total_steps, lr=self.lr, device=self.device,
+                          bf16=a.bf16, clock=clock)
+            del loader  # workers shut down inside the meter
+        if clock.step != self.total_steps:
+            raise RuntimeError(f"lightly ran {clock.step} steps, expected {self.total_steps}")
+        secs = clock.seconds()
+        return {"images_per_s": a.steps * a.batch_size / secs, "seconds": secs, "memory": mem.result()}
+
+    # ---------------------------------------------------------------- breakdown
+    def breakdown(self, reps: int = 3) -> Dict[str, float]:
+        """Seconds per batch of each part, measured in isolation (median of ``reps``)."""
+        a, dev = self.args, self.device
+        sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
+
+        def timed(fn) -> float:
+            fn()  # warm
+            out = []
+            for _ in range(reps):
+                sync()
+                t = time.perf_counter()
+                fn()
+                sync()
+                out.append(time.perf_counter() - t)
+            return statistics.median(out)
+
+        idx = torch.arange(a.batch_size)
+        batch = self.prepared[idx].to(dev)
+        gen = torch.Generator(device=dev)
+        gen.manual_seed(0)
+        res: Dict[str, float] = {}
+        res["multissl_views_s"] = timed(lambda: self.adapter.views(batch, n_views=2, generator=gen))
+        ds = PILDataset(self.images[: a.batch_size], lightly_transform(32))
+        res["lightly_transform_1proc_s"] = timed(lambda: torch.utils.data.default_collate([ds[i] for i in range(len(ds))]))
+
+        method = self.multissl_method().to(dev).train()
+        from multissl.trainer import build_optimizer
+
+        opt = build_optimizer(method, "sgd", self.lr, SIMCLR["weight_decay"], SIMCLR["momentum"])
+        views = self.adapter.views(batch, n_views=2, generator=gen)
+
+        def m_step() -> None:
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=a.bf16):
+                loss = method(views)["loss"]
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        res["multissl_model_step_s"] = timed(m_step)
+        model = self.lightly_model().to(dev).train()
+        opt2 = build_optimizer(model, "sgd", self.lr, SIMCLR["weight_decay"], SIMCLR["momentum"])
+        x0, x1 = views[0].contiguous(), views[1].contiguous()
+
+        def l_step() -> None:
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=a.bf16):
+                loss = model(x0, x1)
+            loss.backward()
+            opt2.step()
+            opt2.zero_grad(set_to_none=True)
+
+        res["lightly_model_step_s"] = timed(l_step)
+        return res
+
+
+def main(argv: List[str] | None = None) -> Dict[str, Any]:
+    args = parse_args(argv)
+    set_threads(args.threads)
+    info = machine_info(args.device)
+    log(f"machine: {info['cpu']} ({info['cpu_count']} CPUs, {info['torch_threads']} torch threads), "
+        f"torch {info['torch']}, lightly {info['lightly']}, multissl {info['multissl']}, load {info['loadavg_at_start']}")
+    bench = Bench(args)
+    log(f"ResNet-18 (width {args.width}, 3x3 stem): {count_params(bench.init_encoder):,} params; batch {args.batch_size}, "
+        f"{args.warmup} warmup + {args.steps} timed steps, {args.rounds} round(s), "
+        f"{'bf16 autocast' if args.bf16 else 'fp32'}, lightly workers {args.workers}")
+
+    runs: Dict[str, List[Dict[str, Any]]] = {"multissl": []}
+    runs.update({f"lightly_w{w}": [] for w in args.workers})
+    for r in range(args.rounds):
+        # alternate the order between rounds so drift in background load does not favour one side
+        order = ["multissl"] + [f"lightly_w{w}" for w in args.workers]
+        if r % 2 == 1:
+            order = order[::-1]
+        for name in order:
+            res = bench.run_multissl() if name == "multissl" else bench.run_lightly(int(name.split("_w")[1]))
+            runs[name].append(res)
+            mem = res["memory"]
+            peak = mem.get("cuda_max_allocated_mib", mem["cpu_peak_above_baseline_mib"])
+            log(f"round {r + 1}/{args.rounds} {name:11s}: {res['images_per_s']:7.1f} img/s  ({res['seconds']:.1f}s timed)  peak {peak} MiB")
+
+    def summary(name: str) -> Dict[str, Any]:
+        rs = runs[name]
+        ips = [x["images_per_s"] for x in rs]
+        mem_key = "cuda_max_allocated_mib" if args.device.startswith("cuda") else "cpu_peak_above_baseline_mib"
+        return {"images_per_s_median": statistics.median(ips), "images_per_s_runs": ips,
+                "peak_memory_mib": max(x["memory"][mem_key] for x in rs), "memory_runs": [x["memory"] for x in rs]}
+
+    results = {name: summary(name) for name in runs}
+    lightly_names = [f"lightly_w{w}" for w in args.workers]
+    best = max(lightly_names, key=lambda n: results[n]["images_per_s_median"])
+    m_ips = results["multissl"]["images_per_s_median"]
+    l_ips = results[best]["images_per_s_median"]
+    ratio = m_ips / l_ips
+    mem_label = "peak GPU MiB" if args.device.startswith("cuda") else "peak RSS(PSS) MiB"
+    rows = [[name if name == "multissl" else f"lightly ({name.split('_w')[1]} workers)" + (" *" if name == best else ""),
+             results[name]["images_per_s_median"], results[name]["images_per_s_median"] / l_ips,
+             results[name]["peak_memory_mib"]] for name in ["multissl"] + lightly_names]
+    print()
+    table = print_table(rows, ["side", "images/s", "vs lightly*", mem_label])
+    print(f"\nmultissl / lightly (best: {best.split('_w')[1]} workers) = {ratio:.2f}x   "
+          f"[target on the 2-core CPU: >= 1.5x -> {'met' if ratio >= 1.5 else 'NOT met'}]")
+
+    breakdown = None
+    if not args.no_breakdown:
+        breakdown = bench.breakdown(reps=1 if args.quick else 3)
+        b = breakdown
+        print("\nper batch of", args.batch_size, "(seconds, measured in isolation, median):")
+        print_table([
+            ["multissl augmentation (2 views, batched)", b["multissl_views_s"]],
+            ["lightly SimCLRTransform x batch (1 process)", b["lightly_transform_1proc_s"]],
+            ["multissl model fwd+bwd+step", b["multissl_model_step_s"]],
+            ["lightly model fwd+bwd+step", b["lightly_model_step_s"]],
+        ], ["part", "s/batch"])
+        step_m = runs["multissl"][0]["seconds"] / args.steps
+        print(f"multissl end-to-end step {step_m:.3f}s: augmentation {b['multissl_views_s'] / step_m:.0%}, "
+              f"model {b['multissl_model_step_s'] / step_m:.0%} of it")
+
+    payload = {
+        "benchmark": "image_throughput", "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "command": " ".join(["python", "benchmarks/image_throughput.py"] + (argv if argv is not None else sys.argv[1:])),
+        "machine": info, "loadavg_at_end": list(__import__("os").getloadavg()),
+        "settings": {"device": args.device, "batch_size": args.batch_size, "num_images": len(bench.images),
+                     "warmup_steps": args.warmup, "timed_steps": args.steps, "rounds": args.rounds,
+                     "threads": args.threads, "width": args.width, "precision": "bf16" if args.bf16 else "fp32",
+                     "lightly_workers_tried": args.workers, "lr": bench.lr, **{f"simclr_{k}": v for k, v in SIMCLR.items()},
+                     "proj_hidden_dim": bench.hidden, "encoder_params": count_params(bench.init_encoder),
+                     "multissl_augmentation": bench.adapter.augmentation_settings(),
+                     "lightly_transform": "SimCLRTransform(input_size=32, cj_strength=0.5, gaussian_blur=0.0)"},
+        "results": results, "lightly_best": best, "ratio_multissl_over_lightly": ratio,
+        "target_ratio": 1.5, "target_met": ratio >= 1.5, "breakdown_s_per_batch": breakdown, "table": table,
+    }
+    write_json(args.output, payload)
+    log(f"wrote {args.output}")
+    return payload
+
+
+if __name__ == "__main__":
+    main()
