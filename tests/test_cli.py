@@ -1,0 +1,94 @@
+"""The CLI end to end on tiny real image files: exit codes, one-line errors, atomic outputs."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from multissl.cli import main
+
+TINY = ["--epochs", "1", "--batch-size", "8", "--encoder", "small_cnn", "--no-progress"]
+
+
+def write_images(folder: Path, n: int, seed: int, shift: int = 0) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        img = rng.integers(0, 80, size=(16, 16, 3), dtype=np.uint8)
+        img[:, shift:shift + 6] += 150  # a class-dependent bright band
+        Image.fromarray(img).save(folder / f"img_{i:03d}.png")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    write_images(root / "unlabeled", 24, 0)
+    write_images(root / "labelled" / "left", 10, 1, shift=0)
+    write_images(root / "labelled" / "right", 10, 2, shift=10)
+    assert main(["pretrain", "--data", str(root / "unlabeled"), "--output", str(root / "run"), *TINY]) == 0
+    return root
+
+
+def test_pretrain_writes_a_loadable_model(trained):
+    final = trained / "run" / "final"
+    assert {p.name for p in final.iterdir()} == {"config.json", "model.safetensors", "README.md"}
+    assert json.loads((final / "config.json").read_text())["method"] == "simclr"
+    assert (trained / "run" / "checkpoints").is_dir()
+
+
+def test_embed_writes_npy(trained, capsys):
+    out = trained / "z.npy"
+    assert main(["embed", "--model", str(trained / "run" / "final"), "--data", str(trained / "unlabeled"),
+                 "--output", str(out)]) == 0
+    z = np.load(out)
+    assert z.shape == (24, 256) and z.dtype == np.float32
+    assert "24 x 256" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("protocol", ["knn", "linear", "finetune"])
+def test_evaluate_protocols(trained, protocol, tmp_path):
+    out = tmp_path / "m.json"
+    assert main(["evaluate", "--model", str(trained / "run" / "final"), "--data", str(trained / "labelled"),
+                 "--protocol", protocol, "--test-fraction", "0.4", "--output", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["classes"] == ["left", "right"] and result["test"] == 8
+    assert 0.0 <= result["accuracy"] <= 1.0
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "multissl.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["pretrain", "--data", "/no/such/folder", "--output", "OUT"], "/no/such/folder: no such file or folder"),
+    (["pretrain", "--data", "IMAGES", "--method", "nosuch", "--output", "OUT"], "unknown method 'nosuch'"),
+    (["pretrain", "--data", "IMAGES", "--adapter", "smell", "--output", "OUT"], "unknown adapter 'smell'"),
+    (["pretrain", "--data", "BROKEN", "--output", "OUT", *TINY], "bad.png"),
+    (["embed", "--model", "/no/model", "--data", "IMAGES", "--output", "OUT/z.npy"], "/no/model"),
+    (["pretrain", "--data", "IMAGES", "--epochs", "many"], "invalid int value"),
+])
+def test_user_mistakes_exit_2_with_one_line(tmp_path, args, needle):
+    images = tmp_path / "images"
+    write_images(images, 4, 0)
+    broken = tmp_path / "broken"
+    write_images(broken, 4, 0)
+    (broken / "bad.png").write_bytes(b"this is not a png")
+    out = tmp_path / "out"
+    args = [a.replace("IMAGES", str(images)).replace("BROKEN", str(broken)).replace("OUT", str(out)) for a in args]
+    r = run_cli(*args)
+    assert r.returncode == 2, r.stderr
+    assert needle in r.stderr
+    assert "Traceback" not in r.stderr
+    # nothing half-written: no model folder appears for a failed run
+    assert not (out / "final").exists()
+
+
+def test_recipes_lists_and_help_works():
+    r = run_cli("recipes")
+    assert r.returncode == 0
+    assert run_cli("--help").returncode == 0
