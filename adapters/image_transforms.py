@@ -387,8 +387,10 @@ def _apply_subset(x: torch.Tensor, mask: torch.Tensor, fn, *args: torch.Tensor) 
         return x
     if idx.numel() == x.shape[0]:
         return fn(x, *args)
-    x[idx] = fn(x[idx], *(a[idx] for a in args))
-    return x
+    # index_select/index_copy_ rather than x[idx]: advanced indexing on CPU can be
+    # orders of magnitude slower for small index sets (thread-pool overhead)
+    out = fn(x.index_select(0, idx), *(a.index_select(0, idx) for a in args))
+    return x.index_copy_(0, idx, out)
 
 
 def color_jitter(x: torch.Tensor, p: BatchParams) -> torch.Tensor:
