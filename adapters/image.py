@@ -580,36 +580,61 @@ def _pil_to_tensor(img: Any, label: str, want_c: Optional[int]) -> torch.Tensor:
     else:
         if mode in ("1", "L", "LA", "La"):
             target = "L"
-        elif mode == "P" and img.palette is not None and img.palette.mode in ("L", "LA"):
+        elif mode in ("P", "PA") and img.palette is not None and img.palette.mode in ("L", "LA"):
             target = "L"
         else:
             target = "RGB"
-        if want_c is not None:
-            target = "L" if want_c == 1 else "RGB"
         if mode != target:
             img = img.convert(target)
-        a = np.asarray(img, dtype=np.uint8)
-        t = torch.from_numpy(a.copy())
+        t = torch.from_numpy(np.array(img, dtype=np.uint8))
         t = t.unsqueeze(0) if t.ndim == 2 else t.permute(2, 0, 1).contiguous()
-    if want_c is not None and t.shape[0] != want_c:
-        t = _convert_channels(t, want_c)
     if t.shape[-1] == 0 or t.shape[-2] == 0:
         raise DataError(f"{label}: empty image")
+    # channel changes go through the same luma formula for every source
+    return _convert_channels(t, want_c) if want_c is not None else t
+
+
+_JPEG_MAGIC, _PNG_MAGIC = b"\xff\xd8", b"\x89PNG\r\n\x1a\n"
+
+
+def _decode_fast(data: bytes) -> Optional[torch.Tensor]:
+    """JPEG/PNG via torchvision.io (several times faster than PIL on small images); None when
+    the image needs PIL's handling (alpha, CMYK, 16-bit, or a decoding error to report)."""
+    if not (data.startswith(_JPEG_MAGIC) or data.startswith(_PNG_MAGIC)):
+        return None
+    try:
+        from torchvision.io import ImageReadMode, decode_image
+
+        t = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.UNCHANGED)
+    except Exception:  # noqa: BLE001 - PIL decides, and names the problem
+        return None
+    if t.dtype != torch.uint8 or t.ndim != 3 or t.shape[0] not in (1, 3) or 0 in t.shape:
+        return None
     return t
 
 
 def _decode(src: Any, label: str, want_c: Optional[int]) -> torch.Tensor:
     from PIL import Image, UnidentifiedImageError
 
+    if isinstance(src, (bytes, bytearray)):
+        data = bytes(src)
+    else:
+        try:
+            data = Path(src).read_bytes()
+        except FileNotFoundError:
+            raise DataError(f"{label}: no such file") from None
+        except OSError as exc:
+            raise DataError(f"{label}: cannot read file ({exc.strerror or exc.__class__.__name__})") from None
+    t = _decode_fast(data)
+    if t is not None:
+        return _convert_channels(t, want_c) if want_c is not None else t
     try:
-        with Image.open(io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else src) as img:
+        with Image.open(io.BytesIO(data)) as img:
             img.load()
             return _pil_to_tensor(img, label, want_c)
     except DataError:
         raise
-    except FileNotFoundError:
-        raise DataError(f"{label}: no such file") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
         raise DataError(f"{label}: cannot decode image ({exc.__class__.__name__})") from None
 
 

@@ -177,10 +177,12 @@ def adjust_hue(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     minc = torch.amin(x, dim=1)
     chroma = maxc - minc
     safe = torch.where(chroma > 0, chroma, torch.ones_like(chroma))
-    h = torch.where(
-        maxc == r, (g - b) / safe, torch.where(maxc == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0)
-    )  # in [-1, 5): hue in sixths of a turn, before wrapping
-    h = (h + 6.0 * factor.to(device=x.device, dtype=x.dtype).view(-1, 1, 1)).remainder_(6.0)
+    # which channel holds the max decides the hue sector (ties: red, then green, as torchvision)
+    is_r, is_g = maxc == r, maxc == g
+    num = torch.where(is_r, g - b, torch.where(is_g, b - r, r - g))
+    offset = torch.where(is_r, 0.0, torch.where(is_g, 2.0, 4.0)).to(x.dtype)
+    h = num.div_(safe).add_(offset)  # in [-1, 5): hue in sixths of a turn, before wrapping
+    h = h.add_(6.0 * factor.to(device=x.device, dtype=x.dtype).view(-1, 1, 1)).remainder_(6.0)
     n = torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
     k = (n + h.unsqueeze(1)).remainder_(6.0)
     ramp = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
@@ -224,8 +226,8 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, kernel_size: int) -> tor
 
 def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     m = torch.as_tensor(mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-    s = torch.as_tensor(std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-    return (x - m) / s
+    inv = 1.0 / torch.as_tensor(std, device=x.device, dtype=torch.float64)
+    return (x - m).mul_(inv.to(x.dtype).view(1, -1, 1, 1))
 
 
 # ---------------------------------------------------------------------------------------

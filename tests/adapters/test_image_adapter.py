@@ -284,12 +284,22 @@ def test_views_on_gpu_match_shapes_and_seed(cifar_like):
 
 
 # ---- encoders ----------------------------------------------------------------------------------
+@pytest.fixture
+def one_thread():
+    # tiny batches: a second intra-op thread only adds synchronisation, which stalls badly
+    # when the test machine's cores are busy
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.mark.parametrize("size,name,kwargs,dim", [
     (8, "resnet18", {}, 512), (32, "resnet18", {}, 512), (96, "resnet18", {}, 512),
     (32, "resnet18", {"width": 0.5}, 256), (96, "resnet34", {"width": 0.125}, 64),
     (8, "small_cnn", {"embed_dim": 64}, 64), (32, "small_cnn", {}, 256), (96, "small_cnn", {"width": 0.5}, 256),
 ])
-def test_encoders_embed_and_backprop(size, name, kwargs, dim):
+def test_encoders_embed_and_backprop(size, name, kwargs, dim, one_thread):
     torch.manual_seed(0)
     a = ImageAdapter(image_size=size, channels=3)
     enc = a.build_encoder(name, **kwargs)
@@ -302,7 +312,7 @@ def test_encoders_embed_and_backprop(size, name, kwargs, dim):
     assert enc.forward_tokens(x).shape[::2] == (2, dim)
 
 
-def test_encoder_stem_channels_and_names():
+def test_encoder_stem_channels_and_names(one_thread):
     assert ImageAdapter(image_size=32).build_encoder().conv1.kernel_size == (3, 3)
     std = ImageAdapter(image_size=96).build_encoder("resnet18")
     assert std.conv1.kernel_size == (7, 7) and isinstance(std.maxpool, torch.nn.MaxPool2d)
