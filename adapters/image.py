@@ -239,6 +239,11 @@ class ImageAdapter(Adapter):
         settings = self._settings(preset, self._output_size(x), overrides)
         return self._augment_float(x, settings, generator)
 
+    def finetune_augment(self, batch: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """The light augmentation for supervised fine-tuning: ``augment(batch, generator,
+        preset="light")`` (random resized crop, scale 0.5-1, + horizontal flip; normalised)."""
+        return self.augment(batch, generator=generator, preset="light")
+
     def augmentation_settings(self, preset: Optional[str] = None, image_size: Optional[Size] = None,
                               **overrides: Any) -> Dict[str, Any]:
         """The resolved augmentation settings (a plain dict) for ``preset`` at ``image_size``."""

@@ -257,6 +257,9 @@ def test_presets_and_overrides(cifar_like):
     torch.testing.assert_close(a.augment(flat, g, preset="light"), ev, atol=1e-5, rtol=0)
     torch.testing.assert_close(a.augment(flat, g, preset="none"), ev, atol=1e-5, rtol=0)
     assert (a.augment(flat, g) - ev).abs().amax() > 0.1  # simclr changes colours
+    torch.testing.assert_close(a.finetune_augment(flat, g), ev, atol=1e-5, rtol=0)
+    f1 = a.finetune_augment(cifar_like, torch.Generator().manual_seed(5))
+    assert torch.equal(f1, a.augment(cifar_like, torch.Generator().manual_seed(5), preset="light"))
     light = a.augment(cifar_like, g, preset="light", crop_scale=(1.0, 1.0), hflip_prob=0.0)
     torch.testing.assert_close(light, a.eval_transform(cifar_like), atol=1e-5, rtol=0)
     with pytest.raises(ConfigError, match="unknown augmentation option"):
