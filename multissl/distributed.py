@@ -21,7 +21,9 @@ Both ways of writing a loss then give the single-process gradient of the global 
   ``1/W`` average cancels the factor ``W``;
 * each rank computes the share of its local anchors and the global loss is the mean over
   ranks, ``L = (1/W) sum_s L_s`` (NT-Xent, InfoNCE, per-sample terms): rank ``r`` receives
-  ``sum_s dL_s/dz_r = W * dL/dz_r`` as well, and DDP's average again gives ``dL/dtheta``.
+  ``sum_s dL_s/dz_r = W * dL/dz_r`` as well, and DDP's average again gives ``dL/dtheta``
+  (the mean of the shares is the global mean when ranks hold equal batch sizes, which DDP's
+  plain gradient average assumes anyway).
 
 Gathering *without* the all-reduce silently produces wrong gradients; lightly shipped both
 variants of that bug: its ``GatherLayer`` returned only the local slice of the local gradient,

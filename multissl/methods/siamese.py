@@ -8,6 +8,7 @@ valid ones), checks each value's type against its default's and applies ``hparam
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, Callable, ClassVar, Dict, List, Sequence, Tuple
 
 import torch
@@ -29,13 +30,14 @@ def _coerce(method: str, key: str, value: Any, default: Any) -> Any:
             return value
         expected = "a boolean"
     elif isinstance(default, int):
-        if isinstance(value, int) and not isinstance(value, bool):
+        # numbers.Integral also admits numpy integers (e.g. values read from an array)
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
             if value < 1:
                 raise ConfigError(f"method {method!r}: hyperparameter {key!r} must be >= 1, got {value}")
-            return value
+            return int(value)
         expected = "an integer"
     else:
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value):
             if value < 0:
                 raise ConfigError(f"method {method!r}: hyperparameter {key!r} must be >= 0, got {value}")
             return float(value)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -131,6 +132,14 @@ def test_float32_loss_under_autocast(name: str) -> None:
     assert out["loss"].dtype == torch.float32 and torch.isfinite(out["loss"])
 
 
+def test_std_diagnostic_detects_collapse() -> None:
+    from multissl.methods.siamese import embedding_std
+
+    assert embedding_std(torch.ones(8, 4)).item() == pytest.approx(0.0, abs=1e-6)
+    spread = torch.nn.functional.normalize(torch.randn(4096, 8), dim=1)
+    assert embedding_std(spread).item() == pytest.approx(1.0, abs=0.05)
+
+
 def test_unknown_method_lists_the_available_ones() -> None:
     with pytest.raises(ConfigError, match="unknown method 'simclrr'; available: .*simclr"):
         build_method("simclrr", tiny_encoder(), EMBED)
@@ -158,8 +167,9 @@ def test_invalid_hyperparameters(name: str, hparams: dict, match: str) -> None:
 
 
 def test_hparams_override_and_int_to_float() -> None:
-    method = build_method("vicreg", tiny_encoder(), EMBED, cov_weight=2, proj_dim=64)
+    method = build_method("vicreg", tiny_encoder(), EMBED, cov_weight=2, proj_dim=np.int64(64))
     assert method.hparams()["cov_weight"] == 2.0 and isinstance(method.hparams()["cov_weight"], float)
+    assert type(method.hparams()["proj_dim"]) is int  # JSON-serialisable
     assert method.projector.out_dim == 64
 
 
