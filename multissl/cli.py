@@ -129,7 +129,10 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     model = pretrain(data, adapter=args.adapter, method=args.method, epochs=args.epochs, batch_size=args.batch_size,
                      encoder=args.encoder, seed=args.seed, output_dir=args.output, resume=args.resume,
                      progress=not args.no_progress, **options)
-    print(f"saved {model!r} to {Path(args.output) / 'final'}")
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        print(f"saved {model!r} to {Path(args.output) / 'final'}")
     return 0
 
 

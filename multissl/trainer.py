@@ -223,8 +223,11 @@ class Trainer:
             except ImportError:
                 raise ConfigError("trackers=['tensorboard'] needs `pip install tensorboard`") from None
         project = ProjectConfiguration(project_dir=cfg.output_dir or ".", logging_dir=os.path.join(cfg.output_dir or ".", "logs"))
+        # cpu=True on machines without an accelerator: then several processes started by
+        # `accelerate launch --multi_gpu` / torchrun form a gloo group (MULTI_CPU) instead of each
+        # believing it is the only process.
         return Accelerator(mixed_precision=resolve_mixed_precision(cfg.mixed_precision), log_with=trackers or None,
-                           project_config=project)
+                           project_config=project, cpu=not _has_accelerator())
 
     def _checkpoint_root(self) -> Optional[Path]:
         return Path(self.config.output_dir) / "checkpoints" if self.config.output_dir else None
@@ -244,8 +247,8 @@ class Trainer:
         final = root / f"{CHECKPOINT_PREFIX}{step:08d}"
         tmp = root / f".tmp-{CHECKPOINT_PREFIX}{step:08d}"
         if acc.is_main_process:
-            root.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)  # before any process writes its RNG state file into it
         acc.wait_for_everyone()
         acc.save_state(str(tmp), safe_serialization=True)
         acc.wait_for_everyone()
@@ -400,6 +403,12 @@ class Trainer:
             acc.end_training()
         model.eval()
         return self.history
+
+
+def _has_accelerator() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return torch.cuda.is_available() or bool(mps and mps.is_available()) or bool(
+        getattr(torch, "xpu", None) and torch.xpu.is_available())
 
 
 def _nbytes(prepared: Prepared) -> int:
