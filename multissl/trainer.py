@@ -223,6 +223,13 @@ class Trainer:
             except ImportError:
                 raise ConfigError("trackers=['tensorboard'] needs `pip install tensorboard`") from None
         project = ProjectConfiguration(project_dir=cfg.output_dir or ".", logging_dir=os.path.join(cfg.output_dir or ".", "logs"))
+        # Accelerate keeps one process-wide AcceleratorState and refuses a second Accelerator with
+        # another precision; a notebook or script that calls pretrain() twice must still work, so
+        # the per-run part of that state is cleared (the process group, PartialState, is kept).
+        from accelerate.state import AcceleratorState
+
+        if AcceleratorState._shared_state and hasattr(AcceleratorState, "_reset_state"):
+            AcceleratorState._reset_state(reset_partial_state=False)
         # cpu=True on machines without an accelerator: then several processes started by
         # `accelerate launch --multi_gpu` / torchrun form a gloo group (MULTI_CPU) instead of each
         # believing it is the only process.

@@ -123,3 +123,17 @@ def test_warmup_cosine_schedule_shape():
     assert f(10) == pytest.approx(1.0)
     assert f(55) == pytest.approx(0.1 + 0.9 * 0.5)
     assert f(100) == pytest.approx(0.1)
+
+
+def test_tensorboard_tracker_writes_events(tmp_path):
+    trainer, data = make(epochs=2, output_dir=str(tmp_path), trackers="tensorboard", log_every=1)
+    trainer.fit(data)
+    events = list((tmp_path / "logs").rglob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+
+
+def test_bf16_mixed_precision_trains_on_cpu():
+    trainer, data = make(epochs=2, mixed_precision="bf16")
+    history = trainer.fit(data)
+    assert trainer.resolved["mixed_precision"] == "bf16"
+    assert all(torch.isfinite(torch.tensor(h["loss"])) for h in history)

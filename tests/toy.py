@@ -56,7 +56,7 @@ class ToyMethod(SSLMethod):
     def forward(self, views: List[torch.Tensor]) -> Dict[str, torch.Tensor]:
         z1, z2 = (F.normalize(self.encoder(v), dim=1) for v in views)
         align = (z1 - z2).pow(2).sum(1).mean()
-        uniform = torch.pdist(z1).pow(2).mul(-2).exp().mean().log()
+        uniform = torch.pdist(z1.float()).pow(2).mul(-2).exp().mean().log()
         return {"loss": align + uniform, "align": align.detach()}
 
 

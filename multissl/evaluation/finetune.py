@@ -26,6 +26,9 @@ class FinetuneConfig:
     batch_size: int = 64
     lr: float = 1e-3  # head learning rate
     encoder_lr_ratio: float = 1.0  # encoder lr = lr * ratio (0 freezes the encoder)
+    # LP-FT (Kumar et al. 2022, "Fine-Tuning can Distort Pretrained Features"): train the head
+    # alone on frozen features for this many steps first, then everything for `steps`.
+    probe_steps: int = 0
     weight_decay: float = 1e-4
     label_smoothing: float = 0.0
     augment: bool = True
@@ -91,18 +94,35 @@ def finetune(encoder: nn.Module, adapter: Adapter, train: Prepared, train_y: Arr
     g_perm = torch.Generator().manual_seed(cfg.seed)
     g_aug = torch.Generator(device=device)
     g_aug.manual_seed(cfg.seed + 12345)
-    model.train()
-    if cfg.encoder_lr_ratio <= 0:
-        model.encoder.eval()  # frozen encoder: keep its BN statistics fixed too
     perm, pos = torch.randperm(n, generator=g_perm), 0
-    for _ in range(cfg.steps):
+
+    def next_batch() -> Any:
+        nonlocal perm, pos
         if pos + bs > n:
             perm, pos = torch.randperm(n, generator=g_perm), 0
         idx = perm[pos:pos + bs].to(device)
         pos += bs
         batch = take(data, idx)
         x = adapter.finetune_augment(batch, generator=g_aug) if cfg.augment else adapter.eval_transform(batch)
-        loss = F.cross_entropy(model(x), y[idx], label_smoothing=cfg.label_smoothing)
+        return x, y[idx]
+
+    if cfg.probe_steps > 0:
+        model.encoder.eval()
+        head_opt = torch.optim.AdamW(model.head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        for _ in range(cfg.probe_steps):
+            x, t = next_batch()
+            with torch.no_grad():
+                h = model.encoder(x)
+            loss = F.cross_entropy(model.head(h), t, label_smoothing=cfg.label_smoothing)
+            head_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            head_opt.step()
+    model.train()
+    if cfg.encoder_lr_ratio <= 0:
+        model.encoder.eval()  # frozen encoder: keep its BN statistics fixed too
+    for _ in range(cfg.steps):
+        x, t = next_batch()
+        loss = F.cross_entropy(model(x), t, label_smoothing=cfg.label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
