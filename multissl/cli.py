@@ -64,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--label-column", default=None)
     v.add_argument("--test-fraction", type=float, default=0.2)
     v.add_argument("--labels-per-class", type=int, default=None, help="use only k labelled training records per class")
+    v.add_argument("--finetune-steps", type=int, default=300, help="optimiser steps for --protocol finetune")
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--output", default=None, help="write the metrics as JSON here")
 
@@ -178,7 +179,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.protocol == "finetune":
         r = finetune(model.encoder, model.adapter, prepared[torch.as_tensor(train)], y[train],
                      prepared[torch.as_tensor(test)], y[test], embed_dim=model.embed_dim, num_classes=len(classes),
-                     config=FinetuneConfig(seed=args.seed))
+                     config=FinetuneConfig(seed=args.seed, steps=args.finetune_steps))
         acc = r["accuracy"]
     else:
         z = embed_prepared(model.encoder, model.adapter, prepared).numpy()

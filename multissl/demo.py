@@ -44,7 +44,8 @@ class DemoConfig:
     labels_per_class: Sequence[int] = (1, 5, 10)
     seeds: Sequence[int] = (0, 1, 2)
     finetune_steps: int = 150
-    finetune_lr: float = 3e-3
+    finetune_lr: float = 3e-3  # head; the encoder gets finetune_lr * finetune_encoder_lr_ratio
+    finetune_encoder_lr_ratio: float = 0.1
     test_fraction: float = 0.3
     progress: bool = True
     method_kwargs: Dict[str, Any] = field(default_factory=dict)
@@ -73,7 +74,6 @@ def run_image_demo(cfg: DemoConfig) -> Dict[str, Any]:
     from multissl.evaluation import FinetuneConfig, finetune, linear_probe
     from multissl.trainer import embed_prepared
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     t_start = time.perf_counter()
     images, labels = load_digits_uint8()
     idx = np.arange(len(labels))
@@ -92,7 +92,7 @@ def run_image_demo(cfg: DemoConfig) -> Dict[str, Any]:
     pixels = images.reshape(len(images), -1).astype(np.float32) / 255.0
 
     results: Dict[str, Dict[int, List[float]]] = {r: {k: [] for k in cfg.labels_per_class} for r in ROWS}
-    ft = dict(steps=cfg.finetune_steps, lr=cfg.finetune_lr, batch_size=64)
+    ft = dict(steps=cfg.finetune_steps, lr=cfg.finetune_lr, encoder_lr_ratio=cfg.finetune_encoder_lr_ratio, batch_size=64)
     for k in cfg.labels_per_class:
         for seed in cfg.seeds:
             lab = sample_per_class(labels, pool, k, seed)

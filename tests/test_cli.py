@@ -54,7 +54,7 @@ def test_embed_writes_npy(trained, capsys):
 def test_evaluate_protocols(trained, protocol, tmp_path):
     out = tmp_path / "m.json"
     assert main(["evaluate", "--model", str(trained / "run" / "final"), "--data", str(trained / "labelled"),
-                 "--protocol", protocol, "--test-fraction", "0.4", "--output", str(out)]) == 0
+                 "--protocol", protocol, "--test-fraction", "0.4", "--output", str(out), "--finetune-steps", "10"]) == 0
     result = json.loads(out.read_text())
     assert result["classes"] == ["left", "right"] and result["test"] == 8
     assert 0.0 <= result["accuracy"] <= 1.0
