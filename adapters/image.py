@@ -15,7 +15,6 @@ See ``docs/adapters/image.md`` for every option.
 from __future__ import annotations
 
 import io
-import math
 import os
 from collections import Counter
 from pathlib import Path

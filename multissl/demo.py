@@ -111,7 +111,6 @@ def run_image_demo(cfg: DemoConfig) -> Dict[str, Any]:
     summary = {r: {str(k): {"mean": float(np.mean(v)), "std": float(np.std(v)), "runs": v}
                    for k, v in results[r].items()} for r in ROWS}
     k0 = min(cfg.labels_per_class)
-    best_ssl = max(summary["ssl_probe"][str(k0)]["mean"], summary["ssl_finetune"][str(k0)]["mean"])
     metrics = {
         "dataset": "sklearn load_digits (1,797 8x8 grayscale digits)",
         "test_size": int(len(test)),

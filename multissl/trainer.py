@@ -19,11 +19,10 @@ from contextlib import nullcontext
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Union
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -343,7 +342,6 @@ class Trainer:
 
         model.train()
         epoch_loss, epoch_count, t_epoch, seen = 0.0, 0, time.perf_counter(), 0
-        t_log = time.perf_counter()
         while step < total_steps:
             epoch, step_in_epoch = divmod(step, steps_per_epoch)
             if step_in_epoch == 0:

@@ -10,13 +10,12 @@ from typing import Any, Dict, List
 import torch
 from torch import nn
 
-from multissl.ema import copy_as_teacher, cosine_momentum, ema_update
 from multissl.heads import BYOLPredictionHead, BYOLProjectionHead
 from multissl.losses.negative_cosine import negative_cosine_loss
-from multissl.methods.siamese import UNIT_INTERVAL, SiameseMethod, embedding_std
+from multissl.methods.siamese import UNIT_INTERVAL, MomentumTeacherMethod, embedding_std
 
 
-class BYOL(SiameseMethod):
+class BYOL(MomentumTeacherMethod):
     """Online network encoder + projector + predictor; target network = EMA copy of encoder +
     projector. Loss ``(D(p1, t2) + D(p2, t1)) / 2`` with ``D`` the negative cosine similarity
     (range [-1, 1]; the paper's ``2 - 2 cos`` form has the same minimiser). The target's
@@ -41,23 +40,11 @@ class BYOL(SiameseMethod):
         hp = self._hparams
         self.projector = BYOLProjectionHead(embed_dim, hp["proj_hidden_dim"], hp["proj_dim"])
         self.predictor = BYOLPredictionHead(hp["proj_dim"], hp["pred_hidden_dim"], hp["proj_dim"])
-        self.teacher_encoder = copy_as_teacher(self.encoder)
-        self.teacher_projector = copy_as_teacher(self.projector)
-        self.current_momentum = hp["momentum"]
+        self._init_teacher()
 
     def forward(self, views: List[Any]) -> Dict[str, torch.Tensor]:
         h1, h2 = self.encode_views(views)
         p1, p2 = self.predictor(self.projector(h1)), self.predictor(self.projector(h2))
-        with torch.no_grad():
-            t1 = self.teacher_projector(self.teacher_encoder(views[0]))
-            t2 = self.teacher_projector(self.teacher_encoder(views[1]))
+        t1, t2 = self.teacher(views[0]), self.teacher(views[1])
         loss = 0.5 * (negative_cosine_loss(p1, t2) + negative_cosine_loss(p2, t1))
         return {"loss": loss, "std": embedding_std(h1), "momentum": loss.new_tensor(self.current_momentum)}
-
-    @torch.no_grad()
-    def on_train_step_end(self, progress: float) -> None:
-        """EMA update of the target network with the cosine-scheduled momentum at ``progress``."""
-        hp = self._hparams
-        self.current_momentum = cosine_momentum(progress, hp["momentum"], hp["final_momentum"])
-        ema_update(self.teacher_encoder, self.encoder, self.current_momentum)
-        ema_update(self.teacher_projector, self.projector, self.current_momentum)

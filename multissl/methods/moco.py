@@ -11,13 +11,12 @@ from typing import Any, Dict, List
 import torch
 from torch import nn
 
-from multissl.ema import copy_as_teacher, cosine_momentum, ema_update
 from multissl.heads import MoCoV3PredictionHead, MoCoV3ProjectionHead
 from multissl.losses.info_nce import info_nce_loss
-from multissl.methods.siamese import POSITIVE, UNIT_INTERVAL, SiameseMethod, embedding_std
+from multissl.methods.siamese import POSITIVE, UNIT_INTERVAL, MomentumTeacherMethod, embedding_std
 
 
-class MoCo(SiameseMethod):
+class MoCo(MomentumTeacherMethod):
     """MoCo v3 (no queue): queries ``q = predictor(projector(encoder(x)))``, keys from the
     EMA copy of encoder + projector, symmetric InfoNCE ``ctr(q1, k2) + ctr(q2, k1)`` with keys
     gathered from every process. The teacher's momentum follows a cosine schedule from
@@ -43,25 +42,13 @@ class MoCo(SiameseMethod):
         hp = self._hparams
         self.projector = MoCoV3ProjectionHead(embed_dim, hp["proj_hidden_dim"], hp["proj_dim"])
         self.predictor = MoCoV3PredictionHead(hp["proj_dim"], hp["pred_hidden_dim"], hp["proj_dim"])
-        self.teacher_encoder = copy_as_teacher(self.encoder)
-        self.teacher_projector = copy_as_teacher(self.projector)
-        self.current_momentum = hp["momentum"]
+        self._init_teacher()
 
     def forward(self, views: List[Any]) -> Dict[str, torch.Tensor]:
         h1, h2 = self.encode_views(views)
         q1, q2 = self.predictor(self.projector(h1)), self.predictor(self.projector(h2))
-        with torch.no_grad():
-            k1 = self.teacher_projector(self.teacher_encoder(views[0]))
-            k2 = self.teacher_projector(self.teacher_encoder(views[1]))
+        k1, k2 = self.teacher(views[0]), self.teacher(views[1])
         hp = self._hparams
         tau, gather = hp["temperature"], hp["gather_distributed"]
         loss = info_nce_loss(q1, k2, tau, gather) + info_nce_loss(q2, k1, tau, gather)
         return {"loss": loss, "std": embedding_std(h1), "momentum": loss.new_tensor(self.current_momentum)}
-
-    @torch.no_grad()
-    def on_train_step_end(self, progress: float) -> None:
-        """EMA update of the teacher with the cosine-scheduled momentum at ``progress``."""
-        hp = self._hparams
-        self.current_momentum = cosine_momentum(progress, hp["momentum"], hp["final_momentum"])
-        ema_update(self.teacher_encoder, self.encoder, self.current_momentum)
-        ema_update(self.teacher_projector, self.projector, self.current_momentum)

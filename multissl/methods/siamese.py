@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from multissl.ema import copy_as_teacher, cosine_momentum, ema_update
 from multissl.errors import ConfigError
 from multissl.methods.base import SSLMethod
 
@@ -111,3 +112,30 @@ class SiameseMethod(SSLMethod):
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self._hparams.items())
+
+
+class MomentumTeacherMethod(SiameseMethod):
+    """A Siamese method whose targets come from an EMA copy of encoder + projector (BYOL, MoCo).
+
+    Subclasses build ``self.projector`` and then call :meth:`_init_teacher`. The teacher's
+    momentum follows a cosine schedule from ``hparams["momentum"]`` to ``hparams["final_momentum"]``
+    (BYOL's schedule), updated in :meth:`on_train_step_end` after every optimiser step.
+    """
+
+    def _init_teacher(self) -> None:
+        self.teacher_encoder = copy_as_teacher(self.encoder)
+        self.teacher_projector = copy_as_teacher(self.projector)
+        self.current_momentum = self._hparams["momentum"]
+
+    @torch.no_grad()
+    def teacher(self, view: Any) -> torch.Tensor:
+        """Target projections of one view (no gradient)."""
+        return self.teacher_projector(self.teacher_encoder(view))
+
+    @torch.no_grad()
+    def on_train_step_end(self, progress: float) -> None:
+        """EMA update of the teacher with the cosine-scheduled momentum at ``progress``."""
+        hp = self._hparams
+        self.current_momentum = cosine_momentum(progress, hp["momentum"], hp["final_momentum"])
+        ema_update(self.teacher_encoder, self.encoder, self.current_momentum)
+        ema_update(self.teacher_projector, self.projector, self.current_momentum)
