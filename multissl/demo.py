@@ -139,7 +139,8 @@ def run_image_demo(cfg: DemoConfig) -> Dict[str, Any]:
 
 
 def format_table(summary: Dict[str, Any], ks: Sequence[int], n_seeds: int) -> str:
-    head = f"{'accuracy (mean ± std, ' + str(n_seeds) + ' seeds)':<40}" + "".join(f"{f'{k} label' + ('s' if k > 1 else '') + '/class':>18}" for k in ks)
+    head = f"{'accuracy (mean ± std, ' + str(n_seeds) + ' seeds)':<40}" + "".join(
+        f"{f'{k} label' + ('s' if k > 1 else '') + '/class':>19}" for k in ks)
     lines = [head, "-" * len(head)]
     for r in ROWS:
         cells = "".join(f"{summary[r][str(k)]['mean']:>11.3f} ± {summary[r][str(k)]['std']:.3f}" for k in ks)
