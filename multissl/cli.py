@@ -155,7 +155,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
     from sklearn.model_selection import train_test_split
 
-    from multissl.demo import sample_per_class
+    from multissl.evaluation.few_labels import sample_per_class
     from multissl.evaluation import FinetuneConfig, finetune, knn_accuracy, linear_probe
     from multissl.io import load_labelled
     from multissl.model import SSLModel
@@ -191,7 +191,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
               "classes": classes, "model": str(args.model), "data": str(args.data)}
     print(f"{args.protocol} accuracy: {acc:.4f}  ({len(train)} train / {len(test)} test, {len(classes)} classes)")
     if args.output:
-        from multissl.demo import write_json_atomic
+        from multissl.evaluation.few_labels import write_json_atomic
 
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(Path(args.output), result)

@@ -217,10 +217,10 @@ class Trainer:
         if isinstance(trackers, str):
             trackers = [trackers]
         if trackers and "tensorboard" in trackers:
-            try:
-                import tensorboard  # noqa: F401
-            except ImportError:
-                raise ConfigError("trackers=['tensorboard'] needs `pip install tensorboard`") from None
+            import importlib.util
+
+            if importlib.util.find_spec("tensorboard") is None:
+                raise ConfigError("trackers=['tensorboard'] needs `pip install tensorboard`")
         project = ProjectConfiguration(project_dir=cfg.output_dir or ".", logging_dir=os.path.join(cfg.output_dir or ".", "logs"))
         # Accelerate keeps one process-wide AcceleratorState and refuses a second Accelerator with
         # another precision; a notebook or script that calls pretrain() twice must still work, so
