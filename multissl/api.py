@@ -48,13 +48,22 @@ def pretrain(
         **train_options: any :class:`multissl.trainer.TrainConfig` field (lr, optimizer, mixed_precision,
             grad_accum_steps, checkpoint_every, resume, trackers, progress, ...).
     """
-    from multissl.methods import build_method
+    from multissl.adapters import get_adapter_class
+    from multissl.methods import build_method, get_method_class
 
-    ad = get_adapter(adapter, **(adapter_config or {}))
     if isinstance(adapter, Adapter) and adapter_config:
         raise ConfigError("pass adapter_config only with an adapter name, not with an adapter instance")
-    defaults = dict(ad.defaults)
+    adapter_cls = type(adapter) if isinstance(adapter, Adapter) else get_adapter_class(adapter)
+    defaults = dict(adapter_cls.defaults)
     method = method or defaults.get("method", "simclr")
+    method_cls = get_method_class(method)
+    if isinstance(adapter, Adapter):
+        ad = adapter
+    else:
+        # a method may recommend adapter settings (e.g. light augmentation for pretext tasks);
+        # the caller's adapter_config wins
+        recommended = dict(getattr(method_cls, "adapter_defaults", {}).get(adapter_cls.name, {}))
+        ad = get_adapter(adapter, **{**recommended, **(adapter_config or {})})
     if ad.supported_methods is not None and method not in ad.supported_methods:
         raise ConfigError(f"adapter {ad.name!r} does not support method {method!r}; "
                           f"supported: {', '.join(ad.supported_methods)}")

@@ -26,6 +26,9 @@ class SSLMethod(nn.Module):
     n_views: ClassVar[int] = 2
     #: recommended optimiser settings for this method (the trainer uses them unless overridden)
     defaults: ClassVar[Dict[str, Any]] = {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4}
+    #: adapter settings this method recommends, per adapter name, applied by ``pretrain`` under
+    #: the caller's ``adapter_config`` (e.g. ``{"image": {"preset": "light"}}`` for a pretext task)
+    adapter_defaults: ClassVar[Dict[str, Dict[str, Any]]] = {}
 
     def __init__(self, encoder: nn.Module, embed_dim: int) -> None:
         super().__init__()
