@@ -47,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--output", default="runs/pretrain", help="checkpoints, logs and final/ go here")
     t.add_argument("--config", default=None, help="JSON file of extra pretrain() options (lr, method_kwargs, ...)")
     t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output")
+    t.add_argument("--overwrite", action="store_true", help="start afresh even if --output holds an earlier run")
     t.add_argument("--mixed-precision", default=None, choices=["auto", "no", "bf16", "fp16"])
     t.add_argument("--tensorboard", action="store_true", help="log curves to <output>/logs with TensorBoard")
     t.add_argument("--no-progress", action="store_true")
@@ -128,7 +129,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     if args.tensorboard:
         options["trackers"] = "tensorboard"
     model = pretrain(data, adapter=args.adapter, method=args.method, epochs=args.epochs, batch_size=args.batch_size,
-                     encoder=args.encoder, seed=args.seed, output_dir=args.output, resume=args.resume,
+                     encoder=args.encoder, seed=args.seed, output_dir=args.output, resume=args.resume, overwrite=args.overwrite,
                      progress=not args.no_progress, **options)
     from accelerate import PartialState
 

@@ -67,7 +67,7 @@ def run_image_demo(cfg: DemoConfig) -> Dict[str, Any]:
           f"({cfg.encoder}, {cfg.epochs} epochs)")
     model = pretrain(images, adapter="image", method=cfg.method, epochs=cfg.epochs, batch_size=cfg.batch_size,
                      encoder=cfg.encoder, seed=0, output_dir=str(out_dir), progress=cfg.progress,
-                     method_kwargs=cfg.method_kwargs, checkpoint_every=10**9)
+                     method_kwargs=cfg.method_kwargs, checkpoint_every=10**9, overwrite=True)
     t_pretrain = time.perf_counter() - t_start
     adapter = model.adapter
     prepared = adapter.prepare(images)

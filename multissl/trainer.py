@@ -62,6 +62,7 @@ class TrainConfig:
     progress: bool = True
     data_on_device: Optional[bool] = None  # keep prepared data on the GPU (default: when it fits easily)
     max_steps: Optional[int] = None  # stop early after this many optimiser steps (tests, quick looks)
+    overwrite: bool = False  # start afresh in an output_dir that holds checkpoints of an earlier run
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -319,6 +320,15 @@ class Trainer:
         data = to_device(prepared, device) if on_device else prepared
 
         step = 0
+        if not cfg.resume and self.latest_checkpoint() is not None:
+            # never mix a new run's checkpoints with an old one's, nor delete them silently
+            if not cfg.overwrite:
+                raise ConfigError(f"{self._checkpoint_root()} holds checkpoints of an earlier run; "
+                                  "resume it (resume=True / --resume) or start afresh (overwrite=True / --overwrite)")
+            acc.wait_for_everyone()
+            if acc.is_main_process:
+                shutil.rmtree(self._checkpoint_root())
+            acc.wait_for_everyone()
         if cfg.resume:
             ckpt = self.latest_checkpoint() if cfg.resume in (True, "latest") else Path(str(cfg.resume))
             if ckpt is None or not (Path(ckpt) / TRAINER_STATE).is_file():

@@ -132,7 +132,7 @@ def run(args: Args) -> Dict[str, Any]:
     encoder_kwargs = {"width": args.encoder_width} if args.encoder_width != 1.0 else {}
     model = pretrain(unlabeled, adapter=adapter, method=args.method, epochs=args.epochs, batch_size=args.batch_size,
                      encoder=args.encoder, encoder_kwargs=encoder_kwargs, seed=args.seed, output_dir=args.output,
-                     progress=args.progress)
+                     progress=args.progress, overwrite=True)
     t_pretrain = time.perf_counter() - t0
     if not state.is_main_process:  # evaluation is cheap; the main process does it alone
         state.wait_for_everyone()

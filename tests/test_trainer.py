@@ -137,3 +137,15 @@ def test_bf16_mixed_precision_trains_on_cpu():
     history = trainer.fit(data)
     assert trainer.resolved["mixed_precision"] == "bf16"
     assert all(torch.isfinite(torch.tensor(h["loss"])) for h in history)
+
+
+def test_earlier_run_is_neither_mixed_in_nor_silently_deleted(tmp_path):
+    first, data = make(output_dir=str(tmp_path))
+    first.fit(data)
+    again, _ = make(output_dir=str(tmp_path))
+    with pytest.raises(ConfigError, match="earlier run"):
+        again.fit(data)
+    assert first.latest_checkpoint() is not None
+    fresh, _ = make(output_dir=str(tmp_path), overwrite=True, epochs=1)
+    fresh.fit(data)
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step_00000004"]
