@@ -23,12 +23,56 @@ def _is_hf_saved(folder: Path) -> bool:
     return (folder / "dataset_info.json").is_file() or (folder / "state.json").is_file()
 
 
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX array (the MNIST file format, optionally gzipped): magic, dims, big-endian data."""
+    import gzip
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e})") from None
+    dtypes = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in dtypes:
+        raise DataError(f"{path}: not an IDX file (bad magic number)")
+    ndim = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    dtype = np.dtype(dtypes[raw[2]])
+    body = raw[4 + 4 * ndim:]
+    if len(body) != int(np.prod(shape)) * dtype.itemsize:
+        raise DataError(f"{path}: header says {shape} but the file holds {len(body)} bytes of data")
+    return np.frombuffer(body, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _idx_pair(folder: Path) -> Optional[Tuple[Path, Optional[Path]]]:
+    """(images, labels) IDX files in ``folder`` (MNIST layout), or None."""
+    images = sorted(folder.glob("*images-idx3-ubyte*"))
+    if not images:
+        return None
+    labels = sorted(folder.glob("*labels-idx1-ubyte*"))
+    return images[0], (labels[0] if labels else None)
+
+
 def load_data(path: str) -> Any:
     """Open ``path`` for an adapter: a folder (passed through), .npy/.npz arrays, Parquet/Arrow
-    files or a folder saved by ``datasets.Dataset.save_to_disk``."""
+    files (or a glob of them, e.g. ``cifar10/train-*.parquet``), IDX files or an MNIST-style
+    folder, or a folder saved by ``datasets.Dataset.save_to_disk``."""
+    if any(ch in str(path) for ch in "*?["):
+        matches = sorted(Path().glob(str(path))) if not Path(path).is_absolute() else sorted(
+            Path("/").glob(str(path).lstrip("/")))
+        if not matches:
+            raise DataError(f"{path}: the pattern matches no file")
+        if all(m.suffix.lower() == ".parquet" for m in matches):
+            return _parquet([str(m) for m in matches], path)
+        return str(path)  # a glob of image files: the adapter expands it
     p = Path(path).expanduser()
     if not p.exists():
         raise DataError(f"{path}: no such file or folder")
+    if p.is_file() and "idx" in p.name and "ubyte" in p.name:
+        return read_idx(p)
+    if p.is_dir() and _idx_pair(p):
+        return read_idx(_idx_pair(p)[0])
     if p.is_dir():
         if _is_hf_saved(p):
             import datasets
@@ -107,8 +151,17 @@ def load_labelled(path: str, adapter: Any, label_column: Optional[str] = None) -
     arrays, or a dataset (Parquet/Arrow/saved) with a label column.
     """
     p = Path(path).expanduser()
-    if not p.exists():
+    if not any(ch in str(path) for ch in "*?[") and not p.exists():
         raise DataError(f"{path}: no such file or folder")
+    if p.is_dir() and _idx_pair(p):
+        images, labels = _idx_pair(p)
+        if labels is None:
+            raise DataError(f"{path}: found {images.name} but no *labels-idx1-ubyte* file next to it")
+        x, y = read_idx(images), read_idx(labels)
+        if len(x) != len(y):
+            raise DataError(f"{path}: {len(x)} images but {len(y)} labels")
+        codes, names = _encode(y)
+        return adapter.prepare(x), codes, names
     if p.is_dir() and not _is_hf_saved(p) and not list(p.glob("*.parquet")):
         classes = sorted(d.name for d in p.iterdir() if d.is_dir() and not d.name.startswith("."))
         if len(classes) < 2:

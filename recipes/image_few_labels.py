@@ -33,6 +33,8 @@ class Args:
     output: str = "runs/image_few_labels"
     label_column: Optional[str] = None
     unlabeled_data: Optional[str] = None
+    test_data: Optional[str] = None
+    max_test_records: Optional[int] = None
     test_fraction: float = 0.3
     labels_per_class: List[int] = field(default_factory=lambda: [1, 5, 10])
     seeds: int = 3
@@ -56,7 +58,8 @@ def parse_args(argv: Optional[List[str]] = None) -> Args:
     p.add_argument("--output", default=Args.output)
     p.add_argument("--label-column", default=None)
     p.add_argument("--unlabeled-data", default=None, help="more images without labels, used for pretraining only")
-    p.add_argument("--test-fraction", type=float, default=Args.test_fraction)
+    p.add_argument("--test-data", default=None, help="a separate labelled test set (default: split --data)")
+    p.add_argument("--test-fraction", type=float, default=Args.test_fraction, help="used without --test-data")
     p.add_argument("--labels-per-class", default="1,5,10", help="comma-separated k values")
     p.add_argument("--seeds", type=int, default=Args.seeds, help="label draws per k")
     p.add_argument("--method", default=Args.method)
@@ -68,7 +71,8 @@ def parse_args(argv: Optional[List[str]] = None) -> Args:
     p.add_argument("--finetune-steps", type=int, default=Args.finetune_steps)
     p.add_argument("--finetune-lr", type=float, default=Args.finetune_lr)
     p.add_argument("--finetune-encoder-lr-ratio", type=float, default=Args.finetune_encoder_lr_ratio)
-    p.add_argument("--max-records", type=int, default=None, help="use a stratified subset of this size (quick runs)")
+    p.add_argument("--max-records", type=int, default=None, help="use a stratified subset of --data of this size")
+    p.add_argument("--max-test-records", type=int, default=None, help="use a stratified subset of --test-data")
     p.add_argument("--seed", type=int, default=Args.seed)
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
@@ -81,6 +85,7 @@ def parse_args(argv: Optional[List[str]] = None) -> Args:
     if not 0 < a.test_fraction < 1:
         p.error(f"--test-fraction must be in (0, 1), got {a.test_fraction}")
     return Args(data=a.data, output=a.output, label_column=a.label_column, unlabeled_data=a.unlabeled_data,
+                test_data=a.test_data, max_test_records=a.max_test_records,
                 test_fraction=a.test_fraction, labels_per_class=ks, seeds=a.seeds, method=a.method,
                 encoder=a.encoder, encoder_width=a.encoder_width, image_size=a.image_size, epochs=a.epochs,
                 batch_size=a.batch_size, finetune_steps=a.finetune_steps, finetune_lr=a.finetune_lr,
@@ -106,17 +111,22 @@ def run(args: Args) -> Dict[str, Any]:
     state = PartialState()
     adapter_config = {"image_size": args.image_size} if args.image_size else {}
     adapter = get_adapter("image", **adapter_config)
-    prepared, labels, classes = load_labelled(args.data, adapter, args.label_column)
-    idx = np.arange(len(labels))
-    if args.max_records and args.max_records < len(idx):
-        idx, _ = train_test_split(idx, train_size=args.max_records, stratify=labels, random_state=args.seed)
-        idx = np.sort(idx)
-        prepared, labels = take(prepared, torch.as_tensor(idx)), labels[idx]
-    try:
-        pool, test = train_test_split(np.arange(len(labels)), test_size=args.test_fraction, stratify=labels,
-                                      random_state=args.seed)
-    except ValueError as e:
-        raise DataError(f"{args.data}: cannot make a stratified test split ({e})") from None
+    prepared, labels, classes = _subset(*load_labelled(args.data, adapter, args.label_column), args.max_records,
+                                        args.seed)
+    if args.test_data:
+        test_prepared, test_labels, test_classes = _subset(
+            *load_labelled(args.test_data, adapter, args.label_column), args.max_test_records, args.seed)
+        if test_classes != classes:
+            raise DataError(f"{args.test_data}: classes {test_classes} differ from {args.data}'s {classes}")
+        pool = np.arange(len(labels))
+        test = np.arange(len(labels), len(labels) + len(test_labels))
+        prepared, labels = torch.cat([prepared, test_prepared]), np.concatenate([labels, test_labels])
+    else:
+        try:
+            pool, test = train_test_split(np.arange(len(labels)), test_size=args.test_fraction, stratify=labels,
+                                          random_state=args.seed)
+        except ValueError as e:
+            raise DataError(f"{args.data}: cannot make a stratified test split ({e})") from None
     counts = np.bincount(labels[pool], minlength=len(classes))
     if counts.min() < max(args.labels_per_class):
         raise DataError(f"{args.data}: class {classes[int(counts.argmin())]!r} has {counts.min()} training images, "
@@ -160,6 +170,20 @@ def run(args: Args) -> Dict[str, Any]:
     print(f"\nwrote {out / 'metrics.json'}, {out / 'accuracy_vs_labels.png'}, model in {out / 'final'}")
     state.wait_for_everyone()
     return metrics
+
+
+def _subset(prepared: Any, labels: np.ndarray, classes: List[str], n: Optional[int], seed: int) -> tuple:
+    """A stratified subset of ``n`` records (all of them when n is None or large enough)."""
+    import torch
+    from sklearn.model_selection import train_test_split
+
+    from multissl.adapters import take
+
+    if not n or n >= len(labels):
+        return prepared, labels, classes
+    idx, _ = train_test_split(np.arange(len(labels)), train_size=n, stratify=labels, random_state=seed)
+    idx = np.sort(idx)
+    return take(prepared, torch.as_tensor(idx)), labels[idx], classes
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -72,3 +72,48 @@ def test_save_npy_atomic_leaves_no_temp_files(tmp_path):
     save_npy_atomic(np.ones((2, 3), np.float32), str(tmp_path / "out" / "z.npy"))
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["z.npy"]
     assert np.load(tmp_path / "out" / "z.npy").shape == (2, 3)
+
+
+def write_idx(path, array, code):
+    import gzip
+
+    header = bytes([0, 0, code, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(array.dtype.newbyteorder(">")).tobytes())
+
+
+def test_mnist_style_idx_folder(tmp_path):
+    x = np.random.default_rng(0).integers(0, 255, (5, 4, 4), dtype=np.uint8)
+    y = np.array([3, 1, 3, 0, 1], dtype=np.uint8)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", x, 0x08)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", y, 0x08)
+    assert np.array_equal(load_data(str(tmp_path)), x)
+    prepared, codes, classes = load_labelled(str(tmp_path), get_adapter("image"))
+    assert prepared.shape == (5, 1, 4, 4) and classes == ["0", "1", "3"] and list(codes) == [2, 1, 2, 0, 1]
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", y[:4], 0x08)
+    with pytest.raises(DataError, match="5 images but 4 labels"):
+        load_labelled(str(tmp_path), get_adapter("image"))
+
+
+def test_truncated_idx_is_a_clear_error(tmp_path):
+    write_idx(tmp_path / "x-images-idx3-ubyte.gz", np.zeros((3, 2, 2), np.uint8), 0x08)
+    import gzip
+
+    raw = gzip.open(tmp_path / "x-images-idx3-ubyte.gz").read()[:-3]
+    with gzip.open(tmp_path / "x-images-idx3-ubyte.gz", "wb") as f:
+        f.write(raw)
+    with pytest.raises(DataError, match="header says"):
+        load_data(str(tmp_path / "x-images-idx3-ubyte.gz"))
+
+
+def test_parquet_glob_selects_one_split(tmp_path):
+    import datasets
+
+    for split, n in (("train", 4), ("test", 2)):
+        datasets.Dataset.from_dict({"image": [Image.fromarray(a) for a in images(n)], "label": [0, 1] * (n // 2)},
+                                   features=datasets.Features({"image": datasets.Image(), "label": datasets.Value("int64")})
+                                   ).to_parquet(str(tmp_path / f"{split}-00000-of-00001.parquet"))
+    assert load_data(str(tmp_path / "train-*.parquet")).num_rows == 4
+    with pytest.raises(DataError, match="matches no file"):
+        load_data(str(tmp_path / "valid-*.parquet"))

@@ -55,3 +55,14 @@ def test_listed_and_runnable_as_a_script():
     assert "image_few_labels" in available_recipes()
     r = subprocess.run([sys.executable, str(RECIPE), "--help"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "--labels-per-class" in r.stdout
+
+
+def test_separate_test_set_is_never_pretrained_on(tmp_path):
+    make_classes(tmp_path / "train")
+    make_classes(tmp_path / "test", per_class=4)
+    out = tmp_path / "out"
+    assert main(["--data", str(tmp_path / "train"), "--test-data", str(tmp_path / "test"), "--output", str(out),
+                 "--labels-per-class", "2", "--seeds", "1", "--encoder", "small_cnn", "--epochs", "1",
+                 "--batch-size", "8", "--finetune-steps", "3", "--no-progress"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["num_pretrain"] == 36 and metrics["num_test"] == 12
