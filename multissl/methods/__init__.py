@@ -25,6 +25,8 @@ _BUILTIN: Dict[str, str] = {
     "barlowtwins": "multissl.methods.barlowtwins:BarlowTwins",
     "vicreg": "multissl.methods.vicreg:VICReg",
     "vibcreg": "multissl.methods.vibcreg:VIbCReg",
+    "rotation": "multissl.methods.rotation:Rotation",
+    "jigsaw": "multissl.methods.jigsaw:Jigsaw",
 }
 _REGISTERED: Dict[str, Type[SSLMethod]] = {}
 
