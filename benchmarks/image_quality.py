@@ -21,7 +21,7 @@ multissl runs through ``multissl.pretrain`` (the public API); lightly through it
 projection head and loss in the plain loop of its examples (``benchmarks/_common.py``).
 
     python benchmarks/image_quality.py --quick          # < 1 minute smoke run
-    nice -n 5 python benchmarks/image_quality.py        # the full run (~10 min per side on 2 cores)
+    nice -n 5 python benchmarks/image_quality.py        # the full run (5 epochs, ~10 min per side on 2 cores)
 """
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def parse_args(argv: List[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(MNIST_DIR), help=f"MNIST folder with the t10k IDX gz files (default: {MNIST_DIR})")
-    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--epochs", type=int, default=5, help="default 5: about 10 min per side on the 2-core CPU")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--width", type=float, default=0.5, help="ResNet-18 width multiplier (default 0.5: half width)")
     p.add_argument("--n-train", type=int, default=8000, help="first N images: unlabeled pretraining + labelled pool")
