@@ -1,0 +1,259 @@
+"""What the ``rotation`` and ``jigsaw`` recipes share: data, split, pretext pretraining, the
+held-out pretext accuracy, the few-label comparison with from scratch, and the outputs.
+
+Not a recipe itself (the leading underscore keeps it out of ``multissl recipes``).
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+#: how a recipe runs its (eval-mode) method on one batch of views with a generator
+EvaluateStep = Callable[[Any, List[torch.Tensor], torch.Generator], Dict[str, torch.Tensor]]
+
+
+@dataclass
+class PretextArgs:
+    data: str
+    output: str
+    label_column: Optional[str] = None
+    test_fraction: float = 0.3
+    labels_per_class: List[int] = field(default_factory=lambda: [1, 10])
+    seeds: int = 3
+    encoder: str = "small_cnn"
+    encoder_width: float = 1.0
+    image_size: Optional[int] = None
+    epochs: int = 20
+    batch_size: int = 128
+    lr: Optional[float] = None
+    finetune_steps: int = 300
+    finetune_lr: float = 3e-3
+    finetune_encoder_lr_ratio: float = 0.1
+    max_records: Optional[int] = None
+    seed: int = 0
+    progress: bool = True
+    method_kwargs: Dict[str, Any] = field(default_factory=dict)
+
+
+def argument_parser(prog: str, description: str, defaults: PretextArgs) -> argparse.ArgumentParser:
+    """The options every pretext recipe takes; a recipe adds its method's own."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--data", required=True, help="labelled images: class folders, .npz (x, y), Parquet/Arrow/"
+                                                 "saved datasets, or a folder with MNIST-style IDX files")
+    p.add_argument("--output", default=defaults.output)
+    p.add_argument("--label-column", default=None)
+    p.add_argument("--test-fraction", type=float, default=defaults.test_fraction,
+                   help="held out: never pretrained on; pretext and downstream accuracy are measured on it")
+    p.add_argument("--labels-per-class", default=",".join(map(str, defaults.labels_per_class)),
+                   help="comma-separated k values")
+    p.add_argument("--seeds", type=int, default=defaults.seeds, help="label draws per k")
+    p.add_argument("--encoder", default=defaults.encoder)
+    p.add_argument("--encoder-width", type=float, default=defaults.encoder_width, help="channel multiplier")
+    p.add_argument("--image-size", type=int, default=None, help="resize images to this square size")
+    p.add_argument("--epochs", type=int, default=defaults.epochs)
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    p.add_argument("--lr", type=float, default=None, help="pretraining lr (default: the method's)")
+    p.add_argument("--finetune-steps", type=int, default=defaults.finetune_steps)
+    p.add_argument("--finetune-lr", type=float, default=defaults.finetune_lr)
+    p.add_argument("--finetune-encoder-lr-ratio", type=float, default=defaults.finetune_encoder_lr_ratio)
+    p.add_argument("--max-records", type=int, default=None, help="use a stratified subset of this size")
+    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def common_args(p: argparse.ArgumentParser, a: argparse.Namespace, method_kwargs: Dict[str, Any]) -> PretextArgs:
+    """Checked :class:`PretextArgs` from parsed options (``p.error`` exits 2 on a bad one)."""
+    try:
+        ks = [int(k) for k in a.labels_per_class.split(",") if k.strip()]
+    except ValueError:
+        p.error(f"--labels-per-class must be comma-separated integers, got {a.labels_per_class!r}")
+    if not ks or min(ks) < 1:
+        p.error("--labels-per-class needs positive integers")
+    if not 0 < a.test_fraction < 1:
+        p.error(f"--test-fraction must be in (0, 1), got {a.test_fraction}")
+    return PretextArgs(data=a.data, output=a.output, label_column=a.label_column, test_fraction=a.test_fraction,
+                       labels_per_class=ks, seeds=a.seeds, encoder=a.encoder, encoder_width=a.encoder_width,
+                       image_size=a.image_size, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
+                       finetune_steps=a.finetune_steps, finetune_lr=a.finetune_lr,
+                       finetune_encoder_lr_ratio=a.finetune_encoder_lr_ratio, max_records=a.max_records,
+                       seed=a.seed, progress=not a.no_progress, method_kwargs=method_kwargs)
+
+
+# ---- data ------------------------------------------------------------------------------------
+def _read_idx(path: Path) -> np.ndarray:
+    """An IDX array (LeCun's MNIST format: magic 0x00 0x00 dtype ndim, big-endian int32 sizes)."""
+    from multissl.errors import DataError
+
+    raw = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
+    if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] != 0x08:
+        raise DataError(f"{path}: not an unsigned-byte IDX file")
+    ndim = raw[3]
+    shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">i4", count=ndim, offset=4))
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(shape)):
+        raise DataError(f"{path}: {data.size} bytes of data for shape {shape}")
+    return data.reshape(shape)
+
+
+def load_labelled_images(path: str, adapter: Any, label_column: Optional[str]) -> Tuple[torch.Tensor, np.ndarray, List[str]]:
+    """Prepared images, integer labels and class names: anything :func:`multissl.io.load_labelled`
+    reads, or a folder holding one ``*idx3-ubyte[.gz]`` image file and its ``*idx1-ubyte[.gz]``
+    labels (MNIST as distributed)."""
+    from multissl.errors import DataError
+    from multissl.io import load_labelled
+
+    p = Path(path).expanduser()
+    images = sorted(p.glob("*idx3-ubyte*")) if p.is_dir() else []
+    if not images:
+        return load_labelled(path, adapter, label_column)
+    labels = sorted(p.glob("*idx1-ubyte*"))
+    if len(images) != 1 or len(labels) != 1:
+        raise DataError(f"{path}: expected one *idx3-ubyte image file and one *idx1-ubyte label file, "
+                        f"found {len(images)} and {len(labels)}")
+    x, y = _read_idx(images[0]), _read_idx(labels[0])
+    if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
+        raise DataError(f"{path}: images {x.shape} and labels {y.shape} do not match")
+    values, codes = np.unique(y, return_inverse=True)
+    return adapter.prepare(x), codes.astype(np.int64), [str(v) for v in values]
+
+
+# ---- evaluation --------------------------------------------------------------------------------
+@torch.no_grad()
+def pretext_accuracy(method: Any, adapter: Any, images: torch.Tensor, evaluate: EvaluateStep,
+                     batch_size: int = 256, seed: int = 0) -> float:
+    """Pretext-task accuracy of the trained method (eval mode) on ``images`` it never saw."""
+    from multissl.adapters import to_device
+
+    method.eval()
+    device = next(method.parameters()).device
+    g = torch.Generator(device=device).manual_seed(seed)
+    correct = 0.0
+    for start in range(0, len(images), batch_size):
+        batch = to_device(images[start:start + batch_size], device)
+        out = evaluate(method, [adapter.eval_transform(batch)], g)
+        correct += float(out["accuracy"]) * len(batch)
+    return correct / len(images)
+
+
+def run(args: PretextArgs, recipe: str, method_name: str, evaluate: EvaluateStep,
+        chance: Callable[[Any], float]) -> Dict[str, Any]:
+    """Pretrain ``method_name`` on the non-test images, then measure and write everything.
+
+    The Trainer is used directly (as :func:`multissl.pretrain` does) because the pretext head,
+    which ``pretrain`` drops, is needed for the held-out pretext accuracy.
+    """
+    from accelerate import PartialState
+    from sklearn.model_selection import train_test_split
+
+    from multissl.adapters import get_adapter, take
+    from multissl.errors import DataError
+    from multissl.evaluation import FinetuneConfig
+    from multissl.evaluation.few_labels import (FewLabelConfig, compare_few_labels, format_table, gains,
+                                                plot_accuracy, write_json_atomic)
+    from multissl.methods import build_method, get_method_class
+    from multissl.model import SSLModel
+    from multissl.trainer import TrainConfig, Trainer, embed_prepared
+
+    t0 = time.perf_counter()
+    state = PartialState()
+    # the method's recommended augmentation (light: crop + flip), as pretrain() would apply it
+    adapter_config = dict(get_method_class(method_name).adapter_defaults.get("image", {}))
+    if args.image_size:
+        adapter_config["image_size"] = args.image_size
+    adapter = get_adapter("image", **adapter_config)
+    prepared, labels, classes = load_labelled_images(args.data, adapter, args.label_column)
+    idx = np.arange(len(labels))
+    if args.max_records and args.max_records < len(idx):
+        idx, _ = train_test_split(idx, train_size=args.max_records, stratify=labels, random_state=args.seed)
+        idx = np.sort(idx)
+        prepared, labels = take(prepared, torch.as_tensor(idx)), labels[idx]
+    try:
+        pool, test = train_test_split(np.arange(len(labels)), test_size=args.test_fraction, stratify=labels,
+                                      random_state=args.seed)
+    except ValueError as e:
+        raise DataError(f"{args.data}: cannot make a stratified test split ({e})") from None
+    counts = np.bincount(labels[pool], minlength=len(classes))
+    if counts.min() < max(args.labels_per_class):
+        raise DataError(f"{args.data}: class {classes[int(counts.argmin())]!r} has {counts.min()} training images, "
+                        f"fewer than the largest --labels-per-class {max(args.labels_per_class)}")
+    pool, test = np.sort(pool), np.sort(test)
+    unlabeled = take(prepared, torch.as_tensor(pool))
+    held_out = take(prepared, torch.as_tensor(test))
+    if state.is_main_process:
+        print(f"{recipe}: {len(labels)} labelled images {tuple(prepared.shape[1:])}, {len(classes)} classes, "
+              f"{len(test)} held out; pretraining {method_name} on {len(unlabeled)} images without labels")
+
+    adapter.fit(unlabeled)
+    encoder_kwargs = {"width": args.encoder_width} if args.encoder_width != 1.0 else {}
+    torch.manual_seed(args.seed)
+    encoder = adapter.build_encoder(args.encoder, **encoder_kwargs)
+    embed_dim = adapter.embed_dim(encoder)
+    method = build_method(method_name, encoder, embed_dim, **args.method_kwargs)
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                         output_dir=args.output, progress=args.progress, overwrite=True)
+    trainer = Trainer(method, adapter, config)
+    history = trainer.fit(unlabeled)
+    t_pretrain = time.perf_counter() - t0
+    if not state.is_main_process:  # evaluation is cheap; the main process does it alone
+        state.wait_for_everyone()
+        return {}
+
+    heldout_acc = pretext_accuracy(method, adapter, held_out, evaluate, seed=args.seed)
+    pretext = {"task": method_name, "heldout_accuracy": heldout_acc, "chance": chance(method),
+               "final_train_loss": history[-1]["loss"] if history else None, "num_heldout": int(len(test))}
+    print(f"pretext ({method_name}) accuracy on {len(test)} held-out images: {heldout_acc:.3f} "
+          f"(chance {pretext['chance']:.3f})")
+
+    z = embed_prepared(method.encoder, adapter, prepared).numpy()
+    raw = prepared.reshape(len(prepared), -1).float().numpy() / 255.0
+    ft = FinetuneConfig(steps=args.finetune_steps, lr=args.finetune_lr, encoder_lr_ratio=args.finetune_encoder_lr_ratio,
+                        batch_size=64)
+    summary = compare_few_labels(method.encoder, embed_dim, adapter, prepared, labels, pool, test,
+                                 build_scratch=lambda: adapter.build_encoder(args.encoder, **encoder_kwargs),
+                                 embeddings=z, raw=raw,
+                                 config=FewLabelConfig(args.labels_per_class, tuple(range(args.seeds)), ft))
+    training = {"epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
+                "num_records": int(len(unlabeled)), "train_seconds": round(t_pretrain, 1), **trainer.resolved}
+    model = SSLModel(adapter, method.encoder, {"adapter": "image", "method": method_name,
+                                               "method_hparams": method.hparams(),
+                                               "encoder": {"name": args.encoder, "kwargs": encoder_kwargs},
+                                               "embed_dim": embed_dim, "training": training, "history": history})
+    metrics = {"recipe": recipe, "data": str(args.data), "classes": classes, "num_labelled": int(len(labels)),
+               "num_test": int(len(test)), "num_pretrain": int(len(unlabeled)), "args": vars(args),
+               "method_hparams": method.hparams(), "pretext": pretext, "results": summary, "gains": gains(summary),
+               "pretrain_seconds": round(t_pretrain, 1), "total_seconds": round(time.perf_counter() - t0, 1),
+               "pretrain_history": history}
+    out = Path(args.output)
+    write_json_atomic(out / "metrics.json", metrics)
+    plot_accuracy(summary, out / "accuracy_vs_labels.png", f"{Path(args.data).name}: {method_name} SSL vs from scratch")
+    model.save_pretrained(out / "final", metrics={"pretext_heldout_accuracy": heldout_acc,
+                                                  **{f"ssl_probe_acc_{k}": v["mean"]
+                                                     for k, v in summary["ssl_probe"].items()}})
+    print()
+    print(f"{'pretext accuracy, held-out images':<40}{heldout_acc:>11.3f}   (chance {pretext['chance']:.3f})")
+    print(format_table(summary, args.seeds))
+    print(f"\nwrote {out / 'metrics.json'}, {out / 'accuracy_vs_labels.png'}, model in {out / 'final'}")
+    state.wait_for_everyone()
+    return metrics
+
+
+def main(recipe: str, run_recipe: Callable[[List[str]], Any], argv: Optional[List[str]]) -> int:
+    """Run a recipe; a user mistake (bad file, bad option) is one line on stderr and exit status 2."""
+    import sys
+
+    from multissl.errors import UserError
+
+    try:
+        run_recipe(argv)
+    except UserError as e:
+        print(f"{recipe}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
