@@ -21,6 +21,7 @@ ENTRY_POINT_GROUP = "multissl.adapters"
 # name -> "module:Class"; imported lazily so `import multissl` stays light.
 _BUILTIN: Dict[str, str] = {
     "image": "multissl.adapters.image:ImageAdapter",
+    "signature": "multissl.adapters.signature:SignatureAdapter",
 }
 _REGISTERED: Dict[str, Type[Adapter]] = {}
 

@@ -1,0 +1,181 @@
+"""Signature encoders: padded feature sequences -> embeddings (B, embed_dim).
+
+Input is what :meth:`SignatureAdapter.eval_transform` and :meth:`SignatureAdapter.views`
+return, a dict ``{"x": float (B, T, C), "mask": bool (B, T)}`` with ``mask`` True at real
+points. Both encoders are built so that **padded positions never change an embedding**: every
+layer's output is zeroed outside the mask, normalisation is per time step (LayerNorm, no
+batch statistics over time) and pooling only sees real points. A signature therefore embeds
+the same alone or in a batch with longer ones.
+
+- ``cnn`` (default): a temporal convolutional network (Bai, Kolter, Koltun, "An Empirical
+  Evaluation of Generic Convolutional and Recurrent Networks for Sequence Modeling", 2018):
+  residual blocks of dilated 1D convolutions, dilation doubling per block so the receptive
+  field covers a whole signature (~2^depth samples), then masked mean + max pooling and a
+  linear layer. Mean pooling summarises the global dynamics, max pooling keeps salient local
+  events (a sharp turn, a pressure peak) that averaging would wash out.
+- ``transformer``: a strided convolutional stem (4x fewer tokens), sinusoidal positions
+  (Vaswani et al., "Attention Is All You Need", 2017), a small pre-norm Transformer encoder
+  with a key-padding mask, masked mean pooling.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Dict
+
+import torch
+from torch import nn
+
+from multissl.errors import ConfigError
+
+SignatureBatch = Dict[str, torch.Tensor]
+
+
+def masked_mean(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``h`` (B, T, D) over the positions where ``mask`` (B, T) is True -> (B, D)."""
+    m = mask.unsqueeze(-1).to(h.dtype)
+    return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+def masked_max(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Max of ``h`` (B, T, D) over the positions where ``mask`` is True -> (B, D)."""
+    return h.masked_fill(~mask.unsqueeze(-1), torch.finfo(h.dtype).min).amax(1)
+
+
+def _unpack(batch: Any) -> tuple:
+    if not isinstance(batch, dict) or "x" not in batch or "mask" not in batch:
+        raise ConfigError("signature encoders take the adapter's transformed batch, a dict with 'x' (B, T, C) "
+                          "and 'mask' (B, T); call adapter.eval_transform(batch) first")
+    return batch["x"], batch["mask"]
+
+
+class _DilatedBlock(nn.Module):
+    """Pre-norm residual block: LayerNorm -> dilated conv -> GELU -> 1x1 conv, masked."""
+
+    def __init__(self, width: int, kernel_size: int, dilation: int, dropout: float) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.conv = nn.Conv1d(width, width, kernel_size, dilation=dilation, padding=dilation * (kernel_size - 1) // 2)
+        self.act = nn.GELU()
+        self.mix = nn.Conv1d(width, width, 1)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, h: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        # h: (B, T, W); keep: (B, T, 1) float. Zeroing the input to the convolution makes the
+        # padded positions read as zeros, whatever the data held there.
+        y = self.norm(h) * keep
+        y = self.mix(self.act(self.conv(y.transpose(1, 2)))).transpose(1, 2)
+        return (h + self.drop(y)) * keep
+
+
+class SignatureCNN(nn.Module):
+    """Dilated residual 1D CNN with masked mean + max pooling.
+
+    Args:
+        in_channels: feature channels C of the input.
+        width: channels of every residual block.
+        depth: number of blocks; block ``i`` has dilation ``2 ** i`` (receptive field about
+            ``(kernel_size - 1) * 2 ** depth`` samples).
+        kernel_size: odd temporal kernel size.
+        embed_dim: output width (a linear layer after pooling).
+        dropout: dropout on each block's residual branch.
+
+    Example::
+
+        >>> enc = SignatureCNN(in_channels=6, embed_dim=128)
+        >>> enc({"x": torch.randn(4, 200, 6), "mask": torch.ones(4, 200, dtype=torch.bool)}).shape
+        torch.Size([4, 128])
+    """
+
+    def __init__(self, in_channels: int, width: int = 64, depth: int = 7, kernel_size: int = 5,
+                 embed_dim: int = 128, dropout: float = 0.0) -> None:
+        super().__init__()
+        if kernel_size % 2 == 0 or kernel_size < 1:
+            raise ConfigError(f"kernel_size must be a positive odd number (centred convolutions), got {kernel_size}")
+        if min(in_channels, width, depth, embed_dim) < 1:
+            raise ConfigError("in_channels, width, depth and embed_dim must be positive")
+        self.in_channels = int(in_channels)
+        self.embed_dim = int(embed_dim)
+        self.stem = nn.Linear(in_channels, width)
+        self.blocks = nn.ModuleList(_DilatedBlock(width, kernel_size, 2 ** i, dropout) for i in range(depth))
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Linear(2 * width, embed_dim)
+
+    def forward_tokens(self, batch: SignatureBatch) -> torch.Tensor:
+        """Per-point features (B, T, width), zero at padded positions."""
+        x, mask = _unpack(batch)
+        keep = mask.unsqueeze(-1).to(x.dtype)
+        h = self.stem(x * keep) * keep
+        for block in self.blocks:
+            h = block(h, keep)
+        return self.norm(h) * keep
+
+    def forward(self, batch: SignatureBatch) -> torch.Tensor:
+        h = self.forward_tokens(batch)
+        mask = batch["mask"]
+        return self.head(torch.cat([masked_mean(h, mask), masked_max(h, mask)], dim=1))
+
+
+def sinusoidal_positions(length: int, dim: int, device: torch.device) -> torch.Tensor:
+    """(length, dim) sine/cosine position codes (Vaswani et al. 2017)."""
+    pos = torch.arange(length, device=device, dtype=torch.float32).unsqueeze(1)
+    freq = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    pe = torch.zeros(length, dim, device=device)
+    pe[:, 0::2] = torch.sin(pos * freq)
+    pe[:, 1::2] = torch.cos(pos * freq[: dim // 2])
+    return pe
+
+
+class SignatureTransformer(nn.Module):
+    """Strided conv stem (``patch`` points per token) + pre-norm Transformer + masked mean pool.
+
+    A token is real when the first point of its window is; the stem sees zeros at padded
+    points, so the padding's content never reaches a real token.
+    """
+
+    def __init__(self, in_channels: int, width: int = 64, depth: int = 3, heads: int = 4, patch: int = 4,
+                 embed_dim: int = 128, dropout: float = 0.0) -> None:
+        super().__init__()
+        if width % heads or width % 2:
+            raise ConfigError(f"width ({width}) must be even and divisible by heads ({heads})")
+        if min(in_channels, depth, patch, embed_dim) < 1:
+            raise ConfigError("in_channels, depth, patch and embed_dim must be positive")
+        self.in_channels = int(in_channels)
+        self.embed_dim = int(embed_dim)
+        self.patch = int(patch)
+        self.stem = nn.Conv1d(in_channels, width, kernel_size=patch, stride=patch)
+        layer = nn.TransformerEncoderLayer(width, heads, dim_feedforward=2 * width, dropout=dropout,
+                                           activation="gelu", batch_first=True, norm_first=True)
+        self.transformer = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width, embed_dim)
+
+    def forward(self, batch: SignatureBatch) -> torch.Tensor:
+        x, mask = _unpack(batch)
+        t = x.shape[1]
+        pad = (-t) % self.patch
+        x = nn.functional.pad(x * mask.unsqueeze(-1).to(x.dtype), (0, 0, 0, pad))
+        tokens_mask = nn.functional.pad(mask, (0, pad))[:, :: self.patch]
+        h = self.stem(x.transpose(1, 2)).transpose(1, 2)
+        h = h + sinusoidal_positions(h.shape[1], h.shape[2], h.device).to(h.dtype)
+        h = self.transformer(h, src_key_padding_mask=~tokens_mask)
+        return self.head(masked_mean(self.norm(h), tokens_mask))
+
+
+SIGNATURE_ENCODERS: Dict[str, Callable[..., nn.Module]] = {
+    "cnn": SignatureCNN,
+    "transformer": SignatureTransformer,
+}
+
+
+def build_signature_encoder(name: str, **kwargs: Any) -> nn.Module:
+    """A signature encoder by name (``SIGNATURE_ENCODERS``); ``kwargs`` go to its constructor."""
+    if name not in SIGNATURE_ENCODERS:
+        raise ConfigError(f"unknown signature encoder {name!r}; available: {', '.join(SIGNATURE_ENCODERS)}")
+    try:
+        return SIGNATURE_ENCODERS[name](**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"signature encoder {name!r}: {exc}") from None
+
+
+__all__ = ["SignatureCNN", "SignatureTransformer", "SIGNATURE_ENCODERS", "build_signature_encoder",
+           "masked_mean", "masked_max"]

@@ -1,0 +1,126 @@
+"""Verification metrics: error rates, equal error rate (EER), DET/ROC points, and per-user
+score normalisation against enrolled references. Modality-agnostic (signatures, faces,
+speakers): everything works on numbers.
+
+Convention: a score is a **distance** -- lower means "more likely genuine" -- and a claim
+is accepted when its score is <= the threshold. For similarities, pass ``-similarity``.
+
+- FAR (false acceptance rate): fraction of impostor scores accepted;
+- FRR (false rejection rate): fraction of genuine scores rejected;
+- EER: the rate where FAR = FRR on the piecewise-linear curve through the operating points
+  (the intersection of the DET/ROC curve with the diagonal FAR = FRR).
+
+Per-user normalisation follows the classic reference-set recipe for online signatures
+(Jain, Griess, Connell, "On-line signature verification", Pattern Recognition 2002;
+Kholmatov and Yanikoglu 2005): a questioned sample's distance to the enrolled references
+is divided by the typical distance *between* that user's references, so a threshold means
+the same for a consistent writer and for a variable one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Tuple
+
+import numpy as np
+
+from multissl.errors import ConfigError
+
+REDUCTIONS = ("min", "mean", "max")
+
+
+@dataclass
+class ErrorRates:
+    """Operating points, one per distinct threshold, from "accept nothing" to "accept all"."""
+
+    thresholds: np.ndarray  # (K,), the first is -inf
+    far: np.ndarray         # (K,) non-decreasing from 0 to 1
+    frr: np.ndarray         # (K,) non-increasing from 1 to 0
+
+
+def _scores(x: object, name: str) -> np.ndarray:
+    a = np.asarray(x, dtype=np.float64).ravel()
+    if a.size == 0:
+        raise ConfigError(f"{name} scores are empty")
+    if not np.isfinite(a).all():
+        raise ConfigError(f"{name} scores contain NaN or infinity")
+    return a
+
+
+def error_rates(genuine: object, impostor: object) -> ErrorRates:
+    """FAR and FRR at every threshold where either changes (accept when score <= threshold)."""
+    g, i = np.sort(_scores(genuine, "genuine")), np.sort(_scores(impostor, "impostor"))
+    t = np.unique(np.concatenate([g, i]))
+    far = np.searchsorted(i, t, side="right") / len(i)
+    frr = 1.0 - np.searchsorted(g, t, side="right") / len(g)
+    return ErrorRates(np.concatenate([[-np.inf], t]), np.concatenate([[0.0], far]), np.concatenate([[1.0], frr]))
+
+
+def eer(genuine: object, impostor: object) -> float:
+    """Equal error rate in [0, 1]: where FAR = FRR, interpolating linearly between the two
+    operating points that straddle the crossing. 0 when a threshold separates the classes.
+
+    Example: genuine [0.1, 0.2, 0.6], impostor [0.3, 0.5, 0.7, 0.9] -> the operating points
+    (FAR, FRR) = (1/4, 1/3) at 0.3 and (1/2, 1/3) at 0.5 straddle FAR = FRR, so EER = 1/3.
+    """
+    r = error_rates(genuine, impostor)
+    d = r.frr - r.far  # starts at 1, ends at -1, non-increasing
+    k = int(np.argmax(d <= 0))
+    if d[k] == 0:
+        return float(r.far[k])
+    alpha = d[k - 1] / (d[k - 1] - d[k])
+    return float(r.far[k - 1] + alpha * (r.far[k] - r.far[k - 1]))
+
+
+def det_points(genuine: object, impostor: object) -> Tuple[np.ndarray, np.ndarray]:
+    """(FAR, FRR) arrays of the DET curve (plot on probit axes); for a ROC curve plot
+    FAR against 1 - FRR."""
+    r = error_rates(genuine, impostor)
+    return r.far, r.frr
+
+
+def reference_distances(query_to_refs: np.ndarray, reduction: str = "min") -> np.ndarray:
+    """(Q,) distance of each questioned sample to a reference set, from (Q, R) distances."""
+    if reduction not in REDUCTIONS:
+        raise ConfigError(f"reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
+    return getattr(np.asarray(query_to_refs, dtype=np.float64), reduction)(axis=1)
+
+
+def reference_spread(ref_to_ref: np.ndarray) -> float:
+    """Mean distance between distinct references, from their (R, R) distance matrix."""
+    d = np.asarray(ref_to_ref, dtype=np.float64)
+    r = d.shape[0]
+    if d.shape != (r, r) or r < 2:
+        raise ConfigError(f"ref_to_ref must be a square matrix of at least 2 references, got shape {d.shape}")
+    return float((d.sum() - np.trace(d)) / (r * (r - 1)))
+
+
+def normalized_scores(query_to_refs: np.ndarray, ref_to_ref: np.ndarray, reduction: str = "min") -> np.ndarray:
+    """Per-user normalised scores: distance to the references (``reduction`` over them)
+    divided by the mean reference-to-reference distance of that user.
+
+    Args:
+        query_to_refs: (Q, R) distances of Q questioned samples to the user's R references.
+        ref_to_ref: (R, R) distances between the references (the diagonal is ignored).
+        reduction: ``"min"`` (nearest reference, the default), ``"mean"`` or ``"max"``.
+    """
+    spread = reference_spread(ref_to_ref)
+    return reference_distances(query_to_refs, reduction) / max(spread, 1e-12)
+
+
+def enrolment_scores(ref_to_ref: np.ndarray, reduction: str = "min") -> np.ndarray:
+    """(R,) leave-one-out scores of the references themselves: each one scored against the
+    other R - 1 and normalised by *their* spread -- what a genuine score looks like for this
+    user, known at enrolment time without any impostor."""
+    d = np.asarray(ref_to_ref, dtype=np.float64)
+    r = d.shape[0]
+    if d.shape != (r, r) or r < 3:
+        raise ConfigError(f"ref_to_ref must be a square matrix of at least 3 references, got shape {d.shape}")
+    out = np.empty(r)
+    for k in range(r):
+        others = np.delete(np.arange(r), k)
+        out[k] = normalized_scores(d[k:k + 1, others], d[np.ix_(others, others)], reduction)[0]
+    return out
+
+
+__all__ = ["ErrorRates", "error_rates", "eer", "det_points", "reference_distances", "reference_spread",
+           "normalized_scores", "enrolment_scores", "REDUCTIONS"]
