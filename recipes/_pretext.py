@@ -10,13 +10,15 @@ import gzip
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where it is used, so that --help answers at once
+    import torch
 
 #: how a recipe runs its (eval-mode) method on one batch of views with a generator
-EvaluateStep = Callable[[Any, List[torch.Tensor], torch.Generator], Dict[str, torch.Tensor]]
+EvaluateStep = Callable[[Any, List["torch.Tensor"], "torch.Generator"], Dict[str, "torch.Tensor"]]
 
 
 @dataclass
@@ -103,7 +105,7 @@ def _read_idx(path: Path) -> np.ndarray:
     return data.reshape(shape)
 
 
-def load_labelled_images(path: str, adapter: Any, label_column: Optional[str]) -> Tuple[torch.Tensor, np.ndarray, List[str]]:
+def load_labelled_images(path: str, adapter: Any, label_column: Optional[str]) -> Tuple["torch.Tensor", np.ndarray, List[str]]:
     """Prepared images, integer labels and class names: anything :func:`multissl.io.load_labelled`
     reads, or a folder holding one ``*idx3-ubyte[.gz]`` image file and its ``*idx1-ubyte[.gz]``
     labels (MNIST as distributed)."""
@@ -126,20 +128,22 @@ def load_labelled_images(path: str, adapter: Any, label_column: Optional[str]) -
 
 
 # ---- evaluation --------------------------------------------------------------------------------
-@torch.no_grad()
-def pretext_accuracy(method: Any, adapter: Any, images: torch.Tensor, evaluate: EvaluateStep,
+def pretext_accuracy(method: Any, adapter: Any, images: "torch.Tensor", evaluate: EvaluateStep,
                      batch_size: int = 256, seed: int = 0) -> float:
     """Pretext-task accuracy of the trained method (eval mode) on ``images`` it never saw."""
+    import torch
+
     from multissl.adapters import to_device
 
     method.eval()
     device = next(method.parameters()).device
     g = torch.Generator(device=device).manual_seed(seed)
     correct = 0.0
-    for start in range(0, len(images), batch_size):
-        batch = to_device(images[start:start + batch_size], device)
-        out = evaluate(method, [adapter.eval_transform(batch)], g)
-        correct += float(out["accuracy"]) * len(batch)
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            batch = to_device(images[start:start + batch_size], device)
+            out = evaluate(method, [adapter.eval_transform(batch)], g)
+            correct += float(out["accuracy"]) * len(batch)
     return correct / len(images)
 
 
@@ -150,6 +154,7 @@ def run(args: PretextArgs, recipe: str, method_name: str, evaluate: EvaluateStep
     The Trainer is used directly (as :func:`multissl.pretrain` does) because the pretext head,
     which ``pretrain`` drops, is needed for the held-out pretext accuracy.
     """
+    import torch
     from accelerate import PartialState
     from sklearn.model_selection import train_test_split
 
@@ -197,6 +202,12 @@ def run(args: PretextArgs, recipe: str, method_name: str, evaluate: EvaluateStep
     encoder = adapter.build_encoder(args.encoder, **encoder_kwargs)
     embed_dim = adapter.embed_dim(encoder)
     method = build_method(method_name, encoder, embed_dim, **args.method_kwargs)
+    # fail fast, before anything is written, on images the task cannot use (non-square for
+    # rotation, too small for the jigsaw grid); eval mode leaves BN statistics and RNG streams alone
+    method.eval()
+    with torch.no_grad():
+        evaluate(method, [adapter.eval_transform(unlabeled[:2])], torch.Generator().manual_seed(0))
+    method.train()
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                          output_dir=args.output, progress=args.progress, overwrite=True)
     trainer = Trainer(method, adapter, config)
