@@ -41,6 +41,19 @@ def masked_max(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return h.masked_fill(~mask.unsqueeze(-1), torch.finfo(h.dtype).min).amax(1)
 
 
+def segment_means(h: torch.Tensor, mask: torch.Tensor, segments: int) -> torch.Tensor:
+    """Masked means of ``h`` (B, T, D) over ``segments`` consecutive equal parts of each
+    sequence's real points -> (B, segments * D). Keeps the coarse order of events that a
+    global pool discards; the parts follow each sequence's own length, so they line up
+    between two signings of one signature at different speeds."""
+    b, t, d = h.shape
+    length = mask.sum(1, keepdim=True).clamp_min(1)
+    part = (torch.arange(t, device=h.device).unsqueeze(0) * segments) // length  # (B, T)
+    onehot = nn.functional.one_hot(part.clamp(max=segments - 1), segments).to(h.dtype) * mask.unsqueeze(-1).to(h.dtype)
+    sums = torch.einsum("bts,btd->bsd", onehot, h)
+    return (sums / onehot.sum(1).clamp_min(1.0).unsqueeze(-1)).reshape(b, segments * d)
+
+
 def _unpack(batch: Any) -> tuple:
     if not isinstance(batch, dict) or "x" not in batch or "mask" not in batch:
         raise ConfigError("signature encoders take the adapter's transformed batch, a dict with 'x' (B, T, C) "
@@ -87,8 +100,9 @@ class SignatureCNN(nn.Module):
     """
 
     def __init__(self, in_channels: int, width: int = 64, depth: int = 7, kernel_size: int = 5,
-                 embed_dim: int = 128, dropout: float = 0.0) -> None:
+                 embed_dim: int = 128, dropout: float = 0.0, segments: int = 0) -> None:
         super().__init__()
+        self.segments = int(segments)
         if kernel_size % 2 == 0 or kernel_size < 1:
             raise ConfigError(f"kernel_size must be a positive odd number (centred convolutions), got {kernel_size}")
         if min(in_channels, width, depth, embed_dim) < 1:
@@ -98,7 +112,7 @@ class SignatureCNN(nn.Module):
         self.stem = nn.Linear(in_channels, width)
         self.blocks = nn.ModuleList(_DilatedBlock(width, kernel_size, 2 ** i, dropout) for i in range(depth))
         self.norm = nn.LayerNorm(width)
-        self.head = nn.Linear(2 * width, embed_dim)
+        self.head = nn.Linear((2 + self.segments) * width, embed_dim)
 
     def forward_tokens(self, batch: SignatureBatch) -> torch.Tensor:
         """Per-point features (B, T, width), zero at padded positions."""
@@ -112,7 +126,10 @@ class SignatureCNN(nn.Module):
     def forward(self, batch: SignatureBatch) -> torch.Tensor:
         h = self.forward_tokens(batch)
         mask = batch["mask"]
-        return self.head(torch.cat([masked_mean(h, mask), masked_max(h, mask)], dim=1))
+        pooled = [masked_mean(h, mask), masked_max(h, mask)]
+        if self.segments:
+            pooled.append(segment_means(h, mask, self.segments))
+        return self.head(torch.cat(pooled, dim=1))
 
 
 def sinusoidal_positions(length: int, dim: int, device: torch.device) -> torch.Tensor:
