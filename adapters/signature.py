@@ -40,7 +40,7 @@ REQUIRED_CHANNELS = ("x", "y")
 
 #: feature name -> the raw channel it needs (derived features need only x and y)
 FEATURES: Dict[str, str] = {
-    "x": "x", "y": "y", "dx": "x", "dy": "y", "speed": "x", "ddx": "x", "ddy": "y",
+    "x": "x", "y": "y", "dx": "x", "dy": "y", "speed": "x", "ddx": "x", "ddy": "y", "vx": "time", "vy": "time",
     "pressure": "pressure", "pen_down": "pen_down", "azimuth": "azimuth", "altitude": "altitude", "time": "time",
 }
 #: features used when ``features`` is not configured, minus those the data lacks
@@ -160,6 +160,11 @@ def compute_features(points: torch.Tensor, mask: torch.Tensor, features: Sequenc
                 cache[name] = _diff(get(name[1:]), mask)
             elif name == "speed":
                 cache[name] = torch.sqrt(get("dx") ** 2 + get("dy") ** 2)
+            elif name in ("vx", "vy"):
+                # velocity per second: after resampling (or dropout) a step no longer spans a fixed
+                # time, so displacement alone stops measuring speed -- a cue against slow forgeries
+                dt = _diff(points[..., _C["time"]], mask) / 1000.0
+                cache[name] = get("d" + name[1]) / dt.clamp_min(1e-3)
             elif name == "time":
                 cache[name] = points[..., _C["time"]] / 1000.0  # seconds: the same scale as the other channels
             else:

@@ -1,0 +1,79 @@
+"""The signature_verification recipe end to end on a tiny synthetic SVC2004 folder (4 users)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from multissl.recipes import available_recipes
+from multissl.recipes.signature_verification import main, user_folds
+from tests.adapters.test_signature_io import synthetic_svc2004_folder
+
+RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "signature_verification.py"
+TINY = ["--genuine", "6", "--enrol-from", "4", "--enrol", "2", "--trials", "2", "--epochs", "1", "--batch-size", "8",
+        "--encoder-width", "8", "--threads", "1", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sig")
+    synthetic_svc2004_folder(root / "data", users=4, genuine=6, forgeries=4, length=30)
+    threads = torch.get_num_threads()
+    assert main(["--data", str(root / "data"), "--output", str(root / "out"), *TINY]) == 0
+    torch.set_num_threads(threads)
+    return root
+
+
+def test_writes_metrics_det_plot_and_fold_encoders(run):
+    out = run / "out"
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["protocol"]["folds"] == [[1, 2], [3, 4]]
+    # each fold's encoder was pretrained only on the other fold's users
+    assert [p["train_users"] for p in m["pretrain"]] == [[3, 4], [1, 2]]
+    assert [p["num_signatures"] for p in m["pretrain"]] == [20, 20]
+    for reduction in ("min", "mean"):
+        for system in ("ssl", "dtw", "fused"):
+            r = m["eer_percent"][reduction][system]
+            for kind in ("skilled", "random"):
+                assert 0 <= r[kind]["per_user_eer"] <= 100 and 0 <= r[kind]["pooled_eer"] <= 100
+            assert set(r["per_user"]) == {"1", "2", "3", "4"}
+        assert set(m["targets"][reduction]) >= {"ssl_within_1_point_of_dtw", "fused_beats_dtw_by_0.5"}
+    # the synthetic forgeries are slow and shaky: DTW separates them from the genuine signatures
+    assert m["eer_percent"]["min"]["dtw"]["skilled"]["per_user_eer"] < 20
+    t = m["timing"]
+    # 2 folds x 2 users x 4 possible references x (12 fold genuine + 4 own forgeries)
+    assert t["dtw_comparisons"] == 2 * 2 * 4 * 16 and t["ssl_signatures"] == 40
+    assert t["dtw_ms_per_comparison"] > 0 and t["ssl_ms_per_verification"] > 0
+    assert (out / "det.png").stat().st_size > 5000
+    assert (out / "fold0" / "final" / "model.safetensors").is_file()
+    assert (out / "fold1" / "final" / "model.safetensors").is_file()
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
+    synthetic_svc2004_folder(tmp_path / "data", users=4, genuine=3, forgeries=1, length=20)
+    assert main(["--data", str(tmp_path / "data"), "--output", str(tmp_path / "out"), *TINY]) == 2
+    assert "user 1 lacks genuine signature(s) U1S5, U1S6 (--genuine 6)" in capsys.readouterr().err
+    bad = tmp_path / "data" / "U2S1.TXT"
+    bad.write_text("5\n1 2 3 4 5 6 7\n")
+    small = ["--genuine", "3", "--enrol-from", "2", "--enrol", "2", "--epochs", "1", "--no-progress"]
+    assert main(["--data", str(tmp_path / "data"), "--output", str(tmp_path / "out"), *small]) == 2
+    assert f"{bad} line 2: header (line 1) says 5 points but the file has 1 point lines" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # nothing written before the data is known to be good
+    with pytest.raises(SystemExit):
+        main(["--data", str(tmp_path / "data"), "--folds", "1"])
+
+
+def test_user_folds():
+    assert user_folds(list(range(1, 41)), 2) == [list(range(1, 21)), list(range(21, 41))]
+    with pytest.raises(Exception, match="cannot make 3 folds"):
+        user_folds([1, 2, 3, 4], 3)
+
+
+def test_listed_and_runnable_as_a_script():
+    assert "signature_verification" in available_recipes()
+    r = subprocess.run([sys.executable, str(RECIPE), "--help"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "--enrol-from" in r.stdout
