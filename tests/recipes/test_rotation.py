@@ -65,6 +65,11 @@ def test_recipe_writes_metrics_plot_and_model(tmp_path: Path) -> None:
     for row in ("raw_probe", "scratch_finetune", "ssl_probe", "ssl_finetune"):
         assert set(metrics["results"][row]) == {"1", "2"}
         assert all(len(v["runs"]) == 2 and 0 <= v["mean"] <= 1 for v in metrics["results"][row].values())
+    paired = metrics["paired"]["2"]  # SSL minus scratch on the same labelled draws
+    runs = metrics["results"]
+    assert paired["differences"] == [s - c for s, c in zip(runs["ssl_finetune"]["2"]["runs"],
+                                                           runs["scratch_finetune"]["2"]["runs"])]
+    assert paired["wins"] == sum(d > 0 for d in paired["differences"])
     assert (out / "accuracy_vs_labels.png").stat().st_size > 1000
     model = SSLModel.from_pretrained(out / "final")
     assert model.config["method"] == "rotation" and model.adapter.config["preset"] == "light"
