@@ -55,9 +55,10 @@ AUGMENT_DEFAULTS: Dict[str, float] = {
     "jitter": 0.0,           # std of per-point coordinate noise, relative to the signature's RMS radius
     "speed": 0.1,            # max |log| of the global tempo change (signature length changes accordingly)
     "time_warp": 0.25,       # std of the log speed of each time-warp segment
-    "warp_knots": 4,         # number of piecewise-linear time-warp segments
+    "warp_knots": 4,         # number of piecewise-linear segments of the time warp and the shape warp
     "point_dropout": 0.05,   # probability of dropping each point (the signature is re-compacted)
     "pressure_jitter": 0.1,  # std of the log pressure gain per signature (per-point noise: a quarter of it)
+    "shape_warp": 0.0,       # std of the smooth displacement of the trajectory, relative to the RMS radius
     "stroke_shift": 0.03,    # std of each stroke's translation, relative to the RMS radius
     "mask_prob": 0.5,        # probability of masking one time span per signature
     "mask_max_frac": 0.1,    # maximum masked span, as a fraction of the signature's length
@@ -119,6 +120,15 @@ def interpolate_points(points: torch.Tensor, length: torch.Tensor, positions: to
     previous = torch.cat([first, ups_at[:, :-1]], dim=1)
     out[..., _C["pen_down"]] = (ups_at == previous).to(out.dtype)
     return out * valid_mask(new_length, positions.shape[1]).unsqueeze(-1).to(out.dtype)
+
+
+def piecewise_linear(knots: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Values at ``u`` (B, T) in [0, 1] of the piecewise-linear functions through K + 1 evenly
+    spaced ``knots`` (B, K + 1, C) -> (B, T, C)."""
+    k = knots.shape[1] - 1
+    seg = (u * k).floor().long().clamp(0, k - 1)
+    frac = (u * k - seg).unsqueeze(-1)
+    return _gather_time(knots, seg) * (1 - frac) + _gather_time(knots, seg + 1) * frac
 
 
 def uniform_positions(length: torch.Tensor, num: int) -> torch.Tensor:
@@ -305,8 +315,9 @@ class SignatureAdapter(Adapter):
         s, s2, count = torch.zeros(c, dtype=torch.float64), torch.zeros(c, dtype=torch.float64), 0.0
         for start in range(0, n, 512):
             idx = torch.arange(start, min(n, start + 512))
-            points, mask = self._points(prepared["points"][idx], prepared["length"][idx])
-            f = compute_features(normalize_coordinates(points, mask), mask, self.features).double()
+            points, _ = self._points(prepared["points"][idx], prepared["length"][idx])
+            f, mask = self._features(points, prepared["length"][idx])
+            f = f.double()
             s += f.sum((0, 1))
             s2 += (f * f).sum((0, 1))
             count += float(mask.sum())
@@ -331,10 +342,11 @@ class SignatureAdapter(Adapter):
 
         Per signature, in this order: a smooth monotone time warp with a global tempo change
         (the length changes), point dropout, a small affine map of x/y about the centroid
-        (rotation, shear, anisotropic scale), a random translation of each stroke, coordinate
-        jitter, a pressure gain with per-point noise; then normalisation and features as in
-        :meth:`eval_transform`, and one masked time span (set to 0, the standardised mean)
-        inside the real points. Every random number comes from ``generator``.
+        (rotation, shear, anisotropic scale), a smooth displacement of the trajectory, a random
+        translation of each stroke, coordinate jitter, a pressure gain with per-point noise;
+        then resampling, normalisation and features as in :meth:`eval_transform`, and one
+        masked time span (set to 0, the standardised mean) inside the real points. Every
+        random number comes from ``generator``.
         """
         if n_views < 1:
             raise ConfigError(f"n_views must be at least 1, got {n_views}")
@@ -434,15 +446,19 @@ class SignatureAdapter(Adapter):
         return points, valid_mask(length.to(points.device), t)
 
     # ---- internals: transforms -------------------------------------------------------------
-    def _finish(self, points: torch.Tensor, length: torch.Tensor) -> SignatureBatch:
-        """Optional resampling, normalisation, features and standardisation."""
+    def _features(self, points: torch.Tensor, length: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Optional resampling, normalisation and features -> (features, mask)."""
         resample = self.config.get("resample")
         if resample is not None:
             length_out = torch.full_like(length, resample)
             points = interpolate_points(points, length, uniform_positions(length, resample), length_out)
             length = length_out
         mask = valid_mask(length, points.shape[1])
-        f = compute_features(normalize_coordinates(points, mask), mask, self.features)
+        return compute_features(normalize_coordinates(points, mask), mask, self.features), mask
+
+    def _finish(self, points: torch.Tensor, length: torch.Tensor) -> SignatureBatch:
+        """Features (:meth:`_features`) standardised as configured."""
+        f, mask = self._features(points, length)
         mode = self.config["standardize"]
         if mode == "signature":
             f = standardize_per_signature(f, mask)
@@ -473,9 +489,7 @@ class SignatureAdapter(Adapter):
             u = u.clamp(max=1.0)
             seg_w = torch.exp(warp * randn(b, knots))
             cum = torch.cat([torch.zeros(b, 1, device=dev), seg_w.cumsum(1) / seg_w.sum(1, keepdim=True)], dim=1)
-            seg = (u * knots).floor().long().clamp(max=knots - 1)
-            c0, c1 = torch.gather(cum, 1, seg), torch.gather(cum, 1, seg + 1)
-            src = (c0 + (u * knots - seg) * (c1 - c0)) * (length - 1).unsqueeze(1)
+            src = piecewise_linear(cum.unsqueeze(-1), u)[..., 0] * (length - 1).unsqueeze(1)
             points = interpolate_points(points, length, src, new_length)
             length = new_length
         t = points.shape[1]
@@ -510,7 +524,15 @@ class SignatureAdapter(Adapter):
         xy = points[..., :2] - centre.unsqueeze(1)
         xy = torch.einsum("bij,btj->bti", a, xy)
 
-        # 4. stroke-level perturbation: every stroke (a pen-up starts one) moves a little on its own
+        # 4. shape: a smooth displacement along the signature (random offsets at `warp_knots` + 1
+        #    knots, linear in between) bends it the way two genuine signings differ locally
+        bend = self.augmentation("shape_warp")
+        if bend > 0:
+            u = torch.arange(t, device=dev).unsqueeze(0) / (length - 1).clamp_min(1).unsqueeze(1)
+            offsets = randn(b, knots + 1, 2) * bend * radius.unsqueeze(1)
+            xy = xy + piecewise_linear(offsets, u.clamp(max=1.0))
+
+        # 5. stroke-level perturbation: every stroke (a pen-up starts one) moves a little on its own
         shift = self.augmentation("stroke_shift")
         if shift > 0:
             stroke = pen_up.long().cumsum(1).clamp(max=t - 1)
@@ -522,7 +544,7 @@ class SignatureAdapter(Adapter):
         points = points.clone()
         points[..., :2] = (xy + centre.unsqueeze(1)) * m
 
-        # 5. pressure: a per-signature gain (pen, tablet, mood) and small per-point noise
+        # 6. pressure: a per-signature gain (pen, tablet, mood) and small per-point noise
         pj = self.augmentation("pressure_jitter")
         if pj > 0:
             gain = torch.exp(pj * randn(b, 1)) * (1 + 0.25 * pj * randn(b, t))
@@ -530,7 +552,7 @@ class SignatureAdapter(Adapter):
 
         out = self._finish(points, length)
 
-        # 6. mask one time span inside the real points (padding is never a masking target)
+        # 7. mask one time span inside the real points (padding is never a masking target)
         p_mask, frac = self.augmentation("mask_prob"), self.augmentation("mask_max_frac")
         if p_mask > 0 and frac > 0:
             mask = out["mask"]

@@ -14,7 +14,7 @@ users of the same fold). A questioned signature's score is its distance to the n
 reference (``min``; or the ``mean`` over references) divided by the mean distance between the
 user's references (per-user normalisation). Three systems share this scoring:
 
-- ``ssl``: Euclidean distance between L2-normalised embeddings of the pretrained encoder;
+- ``ssl``: Euclidean distance between the embeddings of the pretrained encoder;
 - ``dtw``: DTW on (x, y, dx, dy, pressure), each channel z-scored per signature (the classic
   baseline, :mod:`multissl.evaluation.dtw`);
 - ``fused``: ``w * ssl + (1 - w) * dtw`` of the two per-user normalised scores.
@@ -345,11 +345,12 @@ def run(args: Args) -> Dict[str, Any]:
         if not state.is_main_process:
             continue
 
-        # SSL: embed the fold's signatures, then distances between L2-normalised embeddings
+        # SSL: embed the fold's signatures, then Euclidean distances between embeddings (their
+        # norm carries information too: on SVC2004 it beat the cosine distance in every run)
         prepared = model.adapter.prepare([corpus.files[i] for i in eval_idx])
         embed_prepared(model.encoder, model.adapter, take(prepared, torch.arange(2)))  # warm-up, not timed
         te = time.perf_counter()
-        z = torch.nn.functional.normalize(embed_prepared(model.encoder, model.adapter, prepared), dim=1)
+        z = embed_prepared(model.encoder, model.adapter, prepared)
         timing["ssl_embed_seconds"] += time.perf_counter() - te
         timing["ssl_signatures"] += len(eval_idx)
 

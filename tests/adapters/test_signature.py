@@ -222,3 +222,12 @@ def test_pretrain_embed_save_load(tmp_path, sigs):
     assert z.shape == (6, 16) and z.dtype == np.float32
     again = SSLModel.from_pretrained(tmp_path / "run" / "final")
     assert np.allclose(again.embed(sigs), z, atol=1e-5)
+
+
+def test_fit_statistics_are_those_of_the_resampled_features(sigs):
+    ad = SignatureAdapter(resample=20, standardize="dataset")
+    data = ad.prepare(sigs)
+    ad.fit(data)
+    x = ad.eval_transform(data)["x"].reshape(-1, len(ad.features))
+    assert torch.allclose(x.mean(0), torch.zeros(x.shape[1]), atol=1e-4)
+    assert torch.allclose(x.std(0, unbiased=False)[:4], torch.ones(4), atol=1e-3)  # x, y, dx, dy
