@@ -6,11 +6,10 @@ Not a recipe itself (the leading underscore keeps it out of ``multissl recipes``
 from __future__ import annotations
 
 import argparse
-import gzip
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 import numpy as np
 
@@ -26,6 +25,8 @@ class PretextArgs:
     data: str
     output: str
     label_column: Optional[str] = None
+    test_data: Optional[str] = None
+    max_test_records: Optional[int] = None
     test_fraction: float = 0.3
     labels_per_class: List[int] = field(default_factory=lambda: [1, 10])
     seeds: int = 3
@@ -50,12 +51,14 @@ class PretextArgs:
 def argument_parser(prog: str, description: str, defaults: PretextArgs) -> argparse.ArgumentParser:
     """The options every pretext recipe takes; a recipe adds its method's own."""
     p = argparse.ArgumentParser(prog=prog, description=description)
-    p.add_argument("--data", required=True, help="labelled images: class folders, .npz (x, y), Parquet/Arrow/"
-                                                 "saved datasets, or a folder with MNIST-style IDX files")
+    p.add_argument("--data", required=True, help="labelled images: class folders, an MNIST-style IDX folder, "
+                                                 ".npz (x, y), Parquet (file or glob) / Arrow / saved datasets")
     p.add_argument("--output", default=defaults.output)
     p.add_argument("--label-column", default=None)
+    p.add_argument("--test-data", default=None, help="a separate labelled test set (default: split --data)")
     p.add_argument("--test-fraction", type=float, default=defaults.test_fraction,
-                   help="held out: never pretrained on; pretext and downstream accuracy are measured on it")
+                   help="without --test-data: the share of --data held out (never pretrained on); the pretext "
+                        "and downstream accuracies are measured on it")
     p.add_argument("--labels-per-class", default=",".join(map(str, defaults.labels_per_class)),
                    help="comma-separated k values")
     p.add_argument("--seeds", type=int, default=defaults.seeds, help="label draws per k")
@@ -69,7 +72,8 @@ def argument_parser(prog: str, description: str, defaults: PretextArgs) -> argpa
     p.add_argument("--finetune-lr", type=float, default=defaults.finetune_lr)
     p.add_argument("--finetune-encoder-lr-ratio", type=float, default=defaults.finetune_encoder_lr_ratio,
                    help="encoder lr / head lr when fine-tuning (both the SSL and the from-scratch encoder)")
-    p.add_argument("--max-records", type=int, default=None, help="use a stratified subset of this size")
+    p.add_argument("--max-records", type=int, default=None, help="use a stratified subset of --data of this size")
+    p.add_argument("--max-test-records", type=int, default=None, help="use a stratified subset of --test-data")
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -85,50 +89,13 @@ def common_args(p: argparse.ArgumentParser, a: argparse.Namespace, method_kwargs
         p.error("--labels-per-class needs positive integers")
     if not 0 < a.test_fraction < 1:
         p.error(f"--test-fraction must be in (0, 1), got {a.test_fraction}")
-    return PretextArgs(data=a.data, output=a.output, label_column=a.label_column, test_fraction=a.test_fraction,
+    return PretextArgs(data=a.data, output=a.output, label_column=a.label_column, test_data=a.test_data,
+                       max_test_records=a.max_test_records, test_fraction=a.test_fraction,
                        labels_per_class=ks, seeds=a.seeds, encoder=a.encoder, encoder_width=a.encoder_width,
                        image_size=a.image_size, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
                        finetune_steps=a.finetune_steps, finetune_lr=a.finetune_lr,
                        finetune_encoder_lr_ratio=a.finetune_encoder_lr_ratio, max_records=a.max_records,
                        seed=a.seed, progress=not a.no_progress, method_kwargs=method_kwargs)
-
-
-# ---- data ------------------------------------------------------------------------------------
-def _read_idx(path: Path) -> np.ndarray:
-    """An IDX array (LeCun's MNIST format: magic 0x00 0x00 dtype ndim, big-endian int32 sizes)."""
-    from multissl.errors import DataError
-
-    raw = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
-    if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] != 0x08:
-        raise DataError(f"{path}: not an unsigned-byte IDX file")
-    ndim = raw[3]
-    shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">i4", count=ndim, offset=4))
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(shape)):
-        raise DataError(f"{path}: {data.size} bytes of data for shape {shape}")
-    return data.reshape(shape)
-
-
-def load_labelled_images(path: str, adapter: Any, label_column: Optional[str]) -> Tuple["torch.Tensor", np.ndarray, List[str]]:
-    """Prepared images, integer labels and class names: anything :func:`multissl.io.load_labelled`
-    reads, or a folder holding one ``*idx3-ubyte[.gz]`` image file and its ``*idx1-ubyte[.gz]``
-    labels (MNIST as distributed)."""
-    from multissl.errors import DataError
-    from multissl.io import load_labelled
-
-    p = Path(path).expanduser()
-    images = sorted(p.glob("*idx3-ubyte*")) if p.is_dir() else []
-    if not images:
-        return load_labelled(path, adapter, label_column)
-    labels = sorted(p.glob("*idx1-ubyte*"))
-    if len(images) != 1 or len(labels) != 1:
-        raise DataError(f"{path}: expected one *idx3-ubyte image file and one *idx1-ubyte label file, "
-                        f"found {len(images)} and {len(labels)}")
-    x, y = _read_idx(images[0]), _read_idx(labels[0])
-    if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
-        raise DataError(f"{path}: images {x.shape} and labels {y.shape} do not match")
-    values, codes = np.unique(y, return_inverse=True)
-    return adapter.prepare(x), codes.astype(np.int64), [str(v) for v in values]
 
 
 # ---- evaluation --------------------------------------------------------------------------------
@@ -178,6 +145,7 @@ def run(args: PretextArgs, recipe: str, method_name: str, evaluate: EvaluateStep
     from multissl.evaluation import FinetuneConfig
     from multissl.evaluation.few_labels import (FewLabelConfig, compare_few_labels, format_table, gains,
                                                 plot_accuracy, write_json_atomic)
+    from multissl.io import load_labelled
     from multissl.methods import build_method, get_method_class
     from multissl.model import SSLModel
     from multissl.trainer import TrainConfig, Trainer, embed_prepared
@@ -189,17 +157,29 @@ def run(args: PretextArgs, recipe: str, method_name: str, evaluate: EvaluateStep
     if args.image_size:
         adapter_config["image_size"] = args.image_size
     adapter = get_adapter("image", **adapter_config)
-    prepared, labels, classes = load_labelled_images(args.data, adapter, args.label_column)
-    idx = np.arange(len(labels))
-    if args.max_records and args.max_records < len(idx):
-        idx, _ = train_test_split(idx, train_size=args.max_records, stratify=labels, random_state=args.seed)
-        idx = np.sort(idx)
-        prepared, labels = take(prepared, torch.as_tensor(idx)), labels[idx]
-    try:
-        pool, test = train_test_split(np.arange(len(labels)), test_size=args.test_fraction, stratify=labels,
-                                      random_state=args.seed)
-    except ValueError as e:
-        raise DataError(f"{args.data}: cannot make a stratified test split ({e})") from None
+    def load(path: str, n: Optional[int]) -> Any:
+        """Prepared images, labels and class names; a stratified subset of ``n`` if given."""
+        prepared, labels, classes = load_labelled(path, adapter, args.label_column)
+        if n and n < len(labels):
+            idx, _ = train_test_split(np.arange(len(labels)), train_size=n, stratify=labels, random_state=args.seed)
+            idx = np.sort(idx)
+            prepared, labels = take(prepared, torch.as_tensor(idx)), labels[idx]
+        return prepared, labels, classes
+
+    prepared, labels, classes = load(args.data, args.max_records)
+    if args.test_data:
+        test_prepared, test_labels, test_classes = load(args.test_data, args.max_test_records)
+        if test_classes != classes:
+            raise DataError(f"{args.test_data}: classes {test_classes} differ from {args.data}'s {classes}")
+        pool = np.arange(len(labels))
+        test = np.arange(len(labels), len(labels) + len(test_labels))
+        prepared, labels = torch.cat([prepared, test_prepared]), np.concatenate([labels, test_labels])
+    else:
+        try:
+            pool, test = train_test_split(np.arange(len(labels)), test_size=args.test_fraction, stratify=labels,
+                                          random_state=args.seed)
+        except ValueError as e:
+            raise DataError(f"{args.data}: cannot make a stratified test split ({e})") from None
     counts = np.bincount(labels[pool], minlength=len(classes))
     if counts.min() < max(args.labels_per_class):
         raise DataError(f"{args.data}: class {classes[int(counts.argmin())]!r} has {counts.min()} training images, "

@@ -13,14 +13,16 @@ reports
   regression, and fine-tuned.
 
     accelerate launch recipes/jigsaw.py --data ../shared/data/mnist_test --max-records 4000 \
-        --encoder small_cnn --encoder-width 0.5 --epochs 15 --output runs/jigsaw_mnist
-    accelerate launch -m multissl.recipes.jigsaw --data ../shared/data/cifar10_test_subset_jpg \
+        --encoder small_cnn --encoder-width 0.5 --epochs 10 --output runs/jigsaw_mnist
+    accelerate launch -m multissl.recipes.jigsaw --data 'cifar10_jpeg_parquet/train-*.parquet' \
+        --test-data 'cifar10_jpeg_parquet/test-*.parquet' --max-records 10000 --max-test-records 2000 \
         --encoder resnet18 --encoder-width 0.5 --output runs/jigsaw_cifar
 
-``--data``: a folder with one sub-folder per class, a ``.npz`` with ``x``/``y``, Parquet / Arrow /
-a saved ``datasets`` folder with an image and a label column, or a folder with MNIST's IDX files.
-A 3x3 grid needs images of at least 12 px (``--image-size`` resizes them). Writes
-``<output>/metrics.json``, ``<output>/accuracy_vs_labels.png`` and the encoder in ``<output>/final``.
+``--data`` (and ``--test-data``, a separate labelled test set): a folder with one sub-folder per
+class, an MNIST-style folder of IDX files, a ``.npz`` with ``x``/``y``, or Parquet (a file or a
+glob) / Arrow / a saved ``datasets`` folder with an image and a label column.
+A 3x3 grid needs images of at least 12 px (``--image-size`` resizes them). Writes ``<output>/metrics.json``,
+``<output>/accuracy_vs_labels.png`` and the encoder in ``<output>/final``.
 """
 from __future__ import annotations
 

@@ -85,3 +85,17 @@ def test_listed_and_runnable_as_a_script_and_a_module() -> None:
     for cmd in ([sys.executable, str(RECIPE), "--help"], [sys.executable, "-m", "multissl.recipes.jigsaw", "--help"]):
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         assert r.returncode == 0 and "--num-permutations" in r.stdout
+
+
+def test_separate_test_data_is_held_out_entirely(tmp_path: Path) -> None:
+    make_classes(tmp_path / "train", per_class=8)
+    make_classes(tmp_path / "test", per_class=4)
+    out = tmp_path / "out"
+    code = main(["--data", str(tmp_path / "train"), "--test-data", str(tmp_path / "test"), "--output", str(out),
+                 "--labels-per-class", "1", "--seeds", "1", "--encoder", "small_cnn", "--encoder-width", "0.25",
+                 "--epochs", "1", "--batch-size", "8", "--finetune-steps", "1", "--num-permutations", "10",
+                 "--no-progress"])
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["num_pretrain"], metrics["num_test"]) == (24, 12)
+    assert metrics["pretext"]["num_heldout"] == 12
