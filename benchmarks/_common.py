@@ -302,22 +302,18 @@ def train_lightly(model: LightlySimCLR, loader: Iterable, *, epochs: int, total_
 # ----------------------------------------------------------------------------------------------
 # memory
 # ----------------------------------------------------------------------------------------------
-def _pss_kib(pid: int) -> int:
-    """Proportional set size of a process in KiB (shared pages split between sharers, so forked
-    DataLoader workers are not double counted); falls back to RSS."""
+def _uss_kib(pid: int) -> int:
+    """Unique set size of a process in KiB (Private_Clean + Private_Dirty from smaps_rollup):
+    the memory only this process holds. For a forked DataLoader worker that is what it adds;
+    the copy-on-write pages it shares with the trainer are already in the trainer's RSS."""
+    total = 0
     try:
         for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
+            if line.startswith(("Private_Clean:", "Private_Dirty:")):
+                total += int(line.split()[1])
     except (OSError, ValueError, IndexError):
         pass
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
+    return total
 
 
 def _malloc_trim() -> None:
@@ -372,7 +368,7 @@ class MemoryMeter:
         while not self._stop.is_set():
             kids = _children(pid)
             if kids:
-                self.peak_workers_kib = max(self.peak_workers_kib, sum(_pss_kib(c) for c in kids))
+                self.peak_workers_kib = max(self.peak_workers_kib, sum(_uss_kib(c) for c in kids))
             if not self._hwm_reset:  # fallback when clear_refs is not writable: cheap VmRSS samples
                 self.peak_main_sampled_kib = max(self.peak_main_sampled_kib, _status_kib(pid, "VmRSS"))
             self._stop.wait(self.interval)
@@ -409,10 +405,10 @@ class MemoryMeter:
             "cpu_peak_above_baseline_mib": round((main + self.peak_workers_kib) / 1024, 1),
             "cpu_main_peak_rss_above_baseline_mib": round(main / 1024, 1),
             "cpu_main_peak_rss_mib": round((self.hwm_kib or 0) / 1024, 1),
-            "cpu_workers_peak_pss_mib": round(self.peak_workers_kib / 1024, 1),
+            "cpu_workers_peak_uss_mib": round(self.peak_workers_kib / 1024, 1),
             "cpu_method": ("main process: VmHWM (reset via /proc/self/clear_refs) minus VmRSS at start"
                            if self._hwm_reset else "main process: sampled VmRSS peak minus VmRSS at start")
-                          + f"; DataLoader workers: peak summed PSS sampled every {self.interval}s",
+                          + f"; DataLoader workers: peak summed USS (private pages) sampled every {self.interval}s",
         }
         if self.device.type == "cuda":
             out["cuda_max_allocated_mib"] = round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1)

@@ -16,13 +16,14 @@ batch size, projection width, NT-Xent temperature, SGD settings and per-step cos
 Measured: images/s = steps * batch / wall time between the end of the warmup steps and the end
 of the last step (data + augmentation + forward + backward + optimiser step), median over the
 rounds (sides alternate within a round, so background load hits both), and peak memory (CPU:
-sampled PSS of the process + DataLoader workers above the pre-run baseline; GPU:
-``torch.cuda.max_memory_allocated``). A short breakdown then times, for one batch, multissl's
+the process's resident-set high-water mark above its RSS at the start, reset per side, plus
+the DataLoader workers' private memory; GPU: ``torch.cuda.max_memory_allocated``; see
+``_common.MemoryMeter``). A short breakdown then times, for one batch, multissl's
 augmentation, lightly's per-image transforms (in one process) and the model step alone.
 
     python benchmarks/image_throughput.py                      # 2-core CPU defaults
     python benchmarks/image_throughput.py --device cuda        # bf16, batch 512, 8 workers
-    python benchmarks/image_throughput.py --quick              # seconds-long smoke run
+    python benchmarks/image_throughput.py --quick              # smoke run (a few minutes on 2 loaded cores)
 """
 from __future__ import annotations
 
@@ -263,7 +264,7 @@ def main(argv: List[str] | None = None) -> Dict[str, Any]:
     m_ips = results["multissl"]["images_per_s_median"]
     l_ips = results[best]["images_per_s_median"]
     ratio = m_ips / l_ips
-    mem_label = "peak GPU MiB" if args.device.startswith("cuda") else "peak RSS(PSS) MiB"
+    mem_label = "peak GPU MiB" if args.device.startswith("cuda") else "peak CPU MiB"
     rows = [[name if name == "multissl" else f"lightly ({name.split('_w')[1]} workers)" + (" *" if name == best else ""),
              results[name]["images_per_s_median"], results[name]["images_per_s_median"] / l_ips,
              results[name]["peak_memory_mib"]] for name in ["multissl"] + lightly_names]
