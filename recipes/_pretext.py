@@ -98,7 +98,6 @@ def common_args(p: argparse.ArgumentParser, a: argparse.Namespace, method_kwargs
                        seed=a.seed, progress=not a.no_progress, method_kwargs=method_kwargs)
 
 
-# ---- evaluation --------------------------------------------------------------------------------
 def pretext_accuracy(method: Any, adapter: Any, images: "torch.Tensor", evaluate: EvaluateStep,
                      batch_size: int = 256, seed: int = 0) -> float:
     """Pretext-task accuracy of the trained method (eval mode) on ``images`` it never saw."""
