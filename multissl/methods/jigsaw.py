@@ -186,7 +186,7 @@ class Jigsaw(PretextMethod):
     Example::
 
         >>> method = Jigsaw(encoder, embed_dim=256, num_permutations=100)
-        >>> out = method([images])          # images: float (B, C, H, W), H, W >= 27 for 3x3 tiles
+        >>> out = method([images])          # images: float (B, C, H, W), H, W >= 12 for 3x3 tiles
         >>> out["loss"].backward(); out["accuracy"]
     """
 
