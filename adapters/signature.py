@@ -13,8 +13,9 @@ the natural variation between two genuine signatures of one writer.
     >>> encoder = adapter.build_encoder()                  # dilated 1D CNN -> (B, 128)
 
 Prepared data is a dict of row-aligned CPU tensors: ``points`` float32 (N, T_max, 7) with the
-channels :data:`CHANNELS` (x, y, time in ms from the first sample, pen_down, pressure,
-azimuth, altitude; zero after each signature's end) and ``length`` int64 (N,). See
+channels :data:`CHANNELS` (x, y relative to the first sample, time in ms from the first
+sample, pen_down, pressure, azimuth, altitude; zero after each signature's end) and
+``length`` int64 (N,). See
 ``docs/adapters/signature.md`` for every option.
 """
 from __future__ import annotations
@@ -44,7 +45,9 @@ FEATURES: Dict[str, str] = {
     "pressure": "pressure", "pen_down": "pen_down", "azimuth": "azimuth", "altitude": "altitude", "time": "time",
 }
 #: features used when ``features`` is not configured, minus those the data lacks
-DEFAULT_FEATURES: Tuple[str, ...] = ("x", "y", "dx", "dy", "pressure", "pen_down")
+DEFAULT_FEATURES: Tuple[str, ...] = ("x", "y", "dx", "dy", "vx", "vy", "pressure", "pen_down", "time")
+#: points per signature after resampling, unless ``resample`` is set (None: keep the sampling)
+DEFAULT_RESAMPLE = 128
 STANDARDIZE = ("dataset", "signature", "none")
 
 #: augmentation options and their defaults (0 disables one); see :meth:`SignatureAdapter.views`
@@ -202,10 +205,12 @@ class SignatureAdapter(Adapter):
 
     - ``columns``: names of the columns of array input, from :data:`CHANNELS` (default: by
       count -- 7 is the SVC2004 order, 2-5 are x, y, time, pen_down, pressure);
-    - ``features``: feature channels, from :data:`FEATURES` (default: x, y, dx, dy, pressure,
-      pen_down, less those the first prepared data lacks);
-    - ``resample``: resample every signature to this many points (default: keep the tablet's
-      sampling, so duration -- a strong cue against slow skilled forgeries -- stays visible);
+    - ``features``: feature channels, from :data:`FEATURES` (default: x, y, dx, dy, vx, vy,
+      pressure, pen_down, time, less those the first prepared data lacks);
+    - ``resample``: resample every signature to this many points (default 128; ``None`` keeps
+      the tablet's sampling). A fixed length makes batches cheap (no padding to the longest
+      signature); the ``time`` and ``vx``/``vy`` features keep the duration and speed that
+      resampling hides -- strong cues against slow skilled forgeries;
     - ``standardize``: ``"dataset"`` (feature mean/std learnt by :meth:`fit`), ``"signature"``
       (z-score each channel per signature, the classic DTW preprocessing) or ``"none"``;
     - ``feature_mean``, ``feature_std``: learnt by :meth:`fit`;
@@ -214,9 +219,12 @@ class SignatureAdapter(Adapter):
     """
 
     name: ClassVar[str] = "signature"
+    # Chosen on SVC2004 (pretrain on users 1-20, verify users 21-40; docs/recipes/
+    # signature_verification.md): VICReg kept improving up to 60 epochs where SimCLR got worse
+    # after 20 and varied more between seeds.
     defaults: ClassVar[Dict[str, Any]] = {
-        "method": "simclr",
-        "epochs": 100,
+        "method": "vicreg",
+        "epochs": 60,
         "batch_size": 128,
         "encoder": "cnn",
     }
@@ -228,6 +236,7 @@ class SignatureAdapter(Adapter):
             raise ConfigError(f"unknown signature adapter option(s) {', '.join(unknown)}; valid: {', '.join(CONFIG_KEYS)}")
         config = {k: _jsonable(v) for k, v in config.items()}
         config.setdefault("standardize", "dataset")
+        config.setdefault("resample", DEFAULT_RESAMPLE)
         super().__init__(**config)
         cols = self.config.get("columns")
         if cols is not None:
@@ -578,10 +587,12 @@ def _pad(records: List[Tuple[str, np.ndarray, Tuple[str, ...]]], sample_period_m
         length[i] = t
         points[i, :t, _C["pen_down"]] = 1.0  # pen down throughout unless the data says otherwise
         for j, name in enumerate(cols):
-            points[i, :t, _C[name]] = a[:, j]
-        if "time" in cols:
-            points[i, :t, _C["time"]] -= a[0, cols.index("time")]  # ms from the first sample (float32-exact)
-        else:
+            # x, y and time relative to the first sample, subtracted in float64: large tablet
+            # coordinates and clock values (~3e7 ms in SVC2004) would lose digits in float32,
+            # and normalisation removes the offset anyway
+            origin = a[0, j] if name in ("x", "y", "time") else 0.0
+            points[i, :t, _C[name]] = a[:, j] - origin
+        if "time" not in cols:
             points[i, :t, _C["time"]] = np.arange(t) * sample_period_ms
     return {"points": torch.from_numpy(points), "length": torch.from_numpy(length)}
 
@@ -596,6 +607,7 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
-__all__ = ["SignatureAdapter", "CHANNELS", "FEATURES", "DEFAULT_FEATURES", "AUGMENT_DEFAULTS", "CONFIG_KEYS",
+__all__ = ["SignatureAdapter", "CHANNELS", "FEATURES", "DEFAULT_FEATURES", "DEFAULT_RESAMPLE", "AUGMENT_DEFAULTS",
+           "CONFIG_KEYS",
            "STANDARDIZE", "compute_features", "normalize_coordinates", "interpolate_points", "uniform_positions",
            "standardize_per_signature", "valid_mask", "default_columns"]

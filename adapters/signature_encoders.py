@@ -10,9 +10,10 @@ the same alone or in a batch with longer ones.
 - ``cnn`` (default): a temporal convolutional network (Bai, Kolter, Koltun, "An Empirical
   Evaluation of Generic Convolutional and Recurrent Networks for Sequence Modeling", 2018):
   residual blocks of dilated 1D convolutions, dilation doubling per block so the receptive
-  field covers a whole signature (~2^depth samples), then masked mean + max pooling and a
-  linear layer. Mean pooling summarises the global dynamics, max pooling keeps salient local
-  events (a sharp turn, a pressure peak) that averaging would wash out.
+  field covers a whole signature (~2^depth samples), then masked mean + max pooling, the
+  means of ``segments`` consecutive parts of the signature, and a linear layer. Mean pooling
+  summarises the global dynamics, max pooling keeps salient local events (a sharp turn, a
+  pressure peak) that averaging would wash out, and the segment means keep their order.
 - ``transformer``: a strided convolutional stem (4x fewer tokens), sinusoidal positions
   (Vaswani et al., "Attention Is All You Need", 2017), a small pre-norm Transformer encoder
   with a key-padding mask, masked mean pooling.
@@ -81,7 +82,7 @@ class _DilatedBlock(nn.Module):
 
 
 class SignatureCNN(nn.Module):
-    """Dilated residual 1D CNN with masked mean + max pooling.
+    """Dilated residual 1D CNN with masked mean + max pooling and segment means.
 
     Args:
         in_channels: feature channels C of the input.
@@ -91,16 +92,18 @@ class SignatureCNN(nn.Module):
         kernel_size: odd temporal kernel size.
         embed_dim: output width (a linear layer after pooling).
         dropout: dropout on each block's residual branch.
+        segments: also pool the means of this many consecutive parts of each signature
+            (:func:`segment_means`; 0: global pooling only).
 
     Example::
 
-        >>> enc = SignatureCNN(in_channels=6, embed_dim=128)
-        >>> enc({"x": torch.randn(4, 200, 6), "mask": torch.ones(4, 200, dtype=torch.bool)}).shape
+        >>> enc = SignatureCNN(in_channels=9, embed_dim=128)
+        >>> enc({"x": torch.randn(4, 128, 9), "mask": torch.ones(4, 128, dtype=torch.bool)}).shape
         torch.Size([4, 128])
     """
 
-    def __init__(self, in_channels: int, width: int = 64, depth: int = 7, kernel_size: int = 5,
-                 embed_dim: int = 128, dropout: float = 0.0, segments: int = 0) -> None:
+    def __init__(self, in_channels: int, width: int = 32, depth: int = 7, kernel_size: int = 5,
+                 embed_dim: int = 128, dropout: float = 0.0, segments: int = 8) -> None:
         super().__init__()
         self.segments = int(segments)
         if kernel_size % 2 == 0 or kernel_size < 1:
@@ -195,4 +198,4 @@ def build_signature_encoder(name: str, **kwargs: Any) -> nn.Module:
 
 
 __all__ = ["SignatureCNN", "SignatureTransformer", "SIGNATURE_ENCODERS", "build_signature_encoder",
-           "masked_mean", "masked_max"]
+           "masked_mean", "masked_max", "segment_means"]

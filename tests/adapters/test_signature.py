@@ -33,7 +33,7 @@ def sigs():
 
 @pytest.fixture(scope="module")
 def fitted(sigs):
-    ad = SignatureAdapter()
+    ad = SignatureAdapter(resample=None)  # native sampling: padding and lengths are visible
     data = ad.prepare(sigs)
     ad.fit(data)
     return ad, data
@@ -54,7 +54,8 @@ def test_prepare_folder_of_svc2004_files(tmp_path):
     first = data["points"][0]
     assert first[0, CHANNELS.index("time")] == 0 and first[1, CHANNELS.index("time")] == 10  # ms from the start
     assert (data["points"][0, data["length"][0]:] == 0).all()  # zero padding
-    assert ad.config["features"] == ["x", "y", "dx", "dy", "pressure", "pen_down"]
+    assert ad.config["features"] == ["x", "y", "dx", "dy", "vx", "vy", "pressure", "pen_down", "time"]
+    assert ad.config["resample"] == 128
     # the same rows from a glob and from a list of paths
     files = sorted(tmp_path.glob("U1*.TXT"))
     assert torch.equal(ad.prepare(str(tmp_path / "U1S*.TXT"))["length"], ad.prepare(files)["length"])
@@ -76,12 +77,13 @@ def test_prepare_arrays_lists_and_nan_padding(sigs):
 def test_fewer_columns_drop_default_features_they_lack():
     ad = SignatureAdapter()
     data = ad.prepare([np.random.default_rng(0).normal(size=(10, 2)) for _ in range(3)])  # x, y only
-    assert ad.config["features"] == ["x", "y", "dx", "dy"]
+    assert ad.config["features"] == ["x", "y", "dx", "dy"]  # no time column: no vx, vy, time
     assert (data["points"][:, :10, CHANNELS.index("pen_down")] == 1).all()
     assert data["points"][0, 3, CHANNELS.index("time")] == 30.0  # sample_period_ms default 10
-    custom = SignatureAdapter(columns=["y", "x", "pressure"], features=["x", "pressure"])
+    custom = SignatureAdapter(columns=["y", "x", "pressure"], features=["x", "pressure"])  # y first
     pts = custom.prepare([np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])])["points"][0]
-    assert pts[0, :2].tolist() == [2.0, 1.0] and pts[1, CHANNELS.index("pressure")] == 6.0
+    # x, y are stored relative to the first point: (5, 4) - (2, 1)
+    assert pts[1, :2].tolist() == [3.0, 3.0] and pts[1, CHANNELS.index("pressure")] == 6.0
 
 
 @pytest.mark.parametrize("data, message", [
@@ -122,7 +124,7 @@ def test_features_invariant_to_translation_and_scale(sigs, standardize):
     assert torch.equal(a["mask"], b["mask"])
 
 
-def test_fit_stats_round_trip_through_json_config(fitted):
+def test_fit_stats_round_trip_through_json_config(fitted, sigs):
     ad, data = fitted
     cfg = json.loads(json.dumps(ad.get_config()))
     assert len(cfg["feature_mean"]) == len(cfg["features"]) == len(cfg["feature_std"])
@@ -131,7 +133,10 @@ def test_fit_stats_round_trip_through_json_config(fitted):
     x, mask = ad.eval_transform(data)["x"], ad.eval_transform(data)["mask"]
     real = x[mask]
     assert torch.allclose(real.mean(0), torch.zeros(real.shape[1]), atol=1e-4)  # standardised by fit
-    assert x.shape == (6, 80, 6) and (x[~mask] == 0).all()
+    assert x.shape == (6, 80, 9) and (x[~mask] == 0).all()  # native sampling, zero padding
+    default = SignatureAdapter()
+    out = default.eval_transform(default.prepare(sigs))
+    assert out["x"].shape == (6, 128, 9) and out["mask"].all()  # resampled to 128 points by default
 
 
 def test_resample_gives_a_fixed_length_and_keeps_every_stroke(sigs):

@@ -27,8 +27,8 @@ def test_pretrain_and_embed_a_folder_of_svc2004_files(tmp_path, capsys):
     assert main(["pretrain", "--adapter", "signature", "--data", str(data), "--output", str(out), "--epochs", "1",
                  "--batch-size", "8", "--config", str(config), "--no-progress"]) == 0
     saved = json.loads((out / "final" / "config.json").read_text())
-    assert saved["adapter"] == "signature" and saved["method"] == "simclr"
-    assert saved["adapter_config"]["features"] == ["x", "y", "dx", "dy", "pressure", "pen_down"]
+    assert saved["adapter"] == "signature" and saved["method"] == "vicreg"
+    assert saved["adapter_config"]["features"] == ["x", "y", "dx", "dy", "vx", "vy", "pressure", "pen_down", "time"]
     z_path = tmp_path / "z.npy"
     assert main(["embed", "--model", str(out / "final"), "--data", str(data), "--output", str(z_path)]) == 0
     z = np.load(z_path)
