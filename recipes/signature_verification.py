@@ -395,6 +395,10 @@ def run(args: Args) -> Dict[str, Any]:
             per_system["fused"] = fuse(per_system, args.fusion_weight)
             trials.append(per_system)
         results[reduction] = summarise(trials)
+        for system in SYSTEMS:  # per fold: which users' encoder did better or worse
+            per_user = results[reduction][system]["per_user"]
+            results[reduction][system]["per_fold"] = [
+                {kind: float(np.mean([per_user[str(u)][kind] for u in fold])) for kind in KINDS} for fold in folds]
         if reduction == args.reductions[0]:
             det_trials = {s: [t[s] for t in trials] for s in SYSTEMS}
 

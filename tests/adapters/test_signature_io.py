@@ -40,7 +40,7 @@ def synthetic_signature(rng: np.random.Generator, base: np.ndarray, noise: float
 
 
 def synthetic_svc2004_folder(root: Path, users: int = 4, genuine: int = 6, forgeries: int = 4, seed: int = 0,
-                             length: int = 40) -> Path:
+                             length: int = 40, forgery_noise: float = 40.0) -> Path:
     """U<u>S<s>.TXT files: per user ``genuine`` signings of its own trajectory, then
     ``forgeries`` slower, noisier signings of the same trajectory by "someone else"."""
     rng = np.random.default_rng(seed)
@@ -52,7 +52,7 @@ def synthetic_svc2004_folder(root: Path, users: int = 4, genuine: int = 6, forge
         base = np.stack([2000 * k + 300 * wave(freq[0], phase[0]), 800 * wave(freq[1], phase[1])], axis=1) + 5000
         for s in range(1, genuine + forgeries + 1):
             forged = s > genuine
-            sig = synthetic_signature(rng, base, noise=40.0 if forged else 8.0, slow=1.6 if forged else 1.0)
+            sig = synthetic_signature(rng, base, noise=forgery_noise if forged else 8.0, slow=1.6 if forged else 1.0)
             write_svc2004(root / f"U{u}S{s}.TXT", sig)
     return root
 

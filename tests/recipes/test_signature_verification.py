@@ -21,7 +21,7 @@ TINY = ["--genuine", "6", "--enrol-from", "4", "--enrol", "2", "--trials", "2", 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("sig")
-    synthetic_svc2004_folder(root / "data", users=4, genuine=6, forgeries=4, length=30)
+    synthetic_svc2004_folder(root / "data", users=4, genuine=6, forgeries=4, length=30, forgery_noise=120.0)
     threads = torch.get_num_threads()
     assert main(["--data", str(root / "data"), "--output", str(root / "out"), *TINY]) == 0
     torch.set_num_threads(threads)
@@ -40,7 +40,7 @@ def test_writes_metrics_det_plot_and_fold_encoders(run):
             r = m["eer_percent"][reduction][system]
             for kind in ("skilled", "random"):
                 assert 0 <= r[kind]["per_user_eer"] <= 100 and 0 <= r[kind]["pooled_eer"] <= 100
-            assert set(r["per_user"]) == {"1", "2", "3", "4"}
+            assert set(r["per_user"]) == {"1", "2", "3", "4"} and len(r["per_fold"]) == 2
         assert set(m["targets"][reduction]) >= {"ssl_within_1_point_of_dtw", "fused_beats_dtw_by_0.5"}
     # the synthetic forgeries are slow and shaky: DTW separates them from the genuine signatures
     assert m["eer_percent"]["min"]["dtw"]["skilled"]["per_user_eer"] < 20
