@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from multissl.demo import DEMOS
 from multissl.errors import ConfigError, DataError, UserError
 
 EXIT_USAGE = 2
@@ -29,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     d = sub.add_parser("demo", help="the main job on embedded data: pretrain, then few-label comparison with scratch")
-    d.add_argument("--modality", default="image", choices=["image"], help="which modality's demo (more arrive with their adapters)")
+    d.add_argument("--modality", default="image", choices=sorted(DEMOS), help="which modality's demo")
     d.add_argument("--output", default=None, help="output folder (default runs/demo-<modality>)")
     d.add_argument("--epochs", type=int, default=None, help="pretraining epochs (default: the demo's budget)")
     d.add_argument("--method", default=None, help="SSL method (default simclr)")
@@ -86,15 +87,10 @@ def _version() -> str:
 
 # ---------------------------------------------------------------------------------- commands
 def cmd_demo(args: argparse.Namespace) -> int:
-    from multissl.demo import DemoConfig, run_image_demo
+    from multissl.demo import run_demo
 
-    cfg = DemoConfig(output=args.output or f"runs/demo-{args.modality}", progress=not args.no_progress,
-                     seeds=tuple(range(args.seeds)))
-    if args.epochs:
-        cfg.epochs = args.epochs
-    if args.method:
-        cfg.method = args.method
-    run_image_demo(cfg)
+    run_demo(args.modality, args.output or f"runs/demo-{args.modality}", epochs=args.epochs, seeds=args.seeds,
+             method=args.method, progress=not args.no_progress)
     return 0
 
 

@@ -17,9 +17,40 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
+
+
+#: modality -> "module:function"; each function is called as
+#: ``fn(output, epochs=None|int, seeds=int, method=None|str, progress=bool)`` and returns its metrics
+DEMOS: Dict[str, str] = {
+    "image": "multissl.demo:image_demo",
+}
+
+
+def run_demo(modality: str, output: str, *, epochs: Optional[int] = None, seeds: int = 3,
+             method: Optional[str] = None, progress: bool = True) -> Dict[str, Any]:
+    """Run the embedded-data demo of ``modality`` (one of :data:`DEMOS`)."""
+    import importlib
+
+    from multissl.errors import ConfigError
+
+    if modality not in DEMOS:
+        raise ConfigError(f"no demo for modality {modality!r}; available: {', '.join(sorted(DEMOS))}")
+    module, _, attr = DEMOS[modality].partition(":")
+    fn = getattr(importlib.import_module(module), attr)
+    return fn(output, epochs=epochs, seeds=seeds, method=method, progress=progress)
+
+
+def image_demo(output: str, *, epochs: Optional[int] = None, seeds: int = 3, method: Optional[str] = None,
+               progress: bool = True) -> Dict[str, Any]:
+    cfg = DemoConfig(output=output, progress=progress, seeds=tuple(range(seeds)))
+    if epochs:
+        cfg.epochs = epochs
+    if method:
+        cfg.method = method
+    return run_image_demo(cfg)
 
 
 @dataclass
