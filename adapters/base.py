@@ -53,6 +53,12 @@ class Adapter:
     defaults: ClassVar[Dict[str, Any]] = {}
     #: methods this modality supports (None: all registered Siamese methods)
     supported_methods: ClassVar[Optional[List[str]]] = None
+    #: defaults that replace ``defaults`` when the method takes tokens (``input_kind == "tokens"``),
+    #: e.g. ``{"encoder": "vit_tiny"}`` so ``pretrain(images, method="mae")`` gets a Transformer
+    token_defaults: ClassVar[Dict[str, Any]] = {}
+    #: method hyperparameters this modality recommends, per method name (under the caller's
+    #: ``method_kwargs``), e.g. ``{"mae": {"mask_ratio": 0.15}}`` for text
+    method_defaults: ClassVar[Dict[str, Dict[str, Any]]] = {}
 
     def __init__(self, **config: Any) -> None:
         self.config: Dict[str, Any] = dict(config)
@@ -93,9 +99,14 @@ class Adapter:
         """Deterministic preprocessing for embedding and evaluation (no augmentation)."""
         raise NotImplementedError
 
-    def tokens(self, batch: Prepared) -> Any:
-        """Tokens (B, N, D) and their targets for the masked methods (masked-core issue)."""
-        raise NotImplementedError(f"adapter {self.name!r} does not provide tokens yet")
+    def tokens(self, batch: Prepared, generator: Optional[torch.Generator] = None) -> Any:
+        """A :class:`multissl.tokens.TokenBatch` for the masked methods (``mae``, ``data2vec``):
+        the token encoder's stem inputs (augmented on the device, randomness from ``generator``),
+        per-token targets, padding mask and mask groups. See ``docs/adapters/writing-an-adapter.md``."""
+        from multissl.errors import ConfigError
+
+        raise ConfigError(f"adapter {self.name!r} does not provide tokens, so the masked methods "
+                          "(mae, data2vec) cannot train on it")
 
     # ---- model ---------------------------------------------------------------------------
     def build_encoder(self, name: Optional[str] = None, **kwargs: Any) -> nn.Module:

@@ -57,6 +57,8 @@ def pretrain(
     defaults = dict(adapter_cls.defaults)
     method = method or defaults.get("method", "simclr")
     method_cls = get_method_class(method)
+    if getattr(method_cls, "input_kind", "views") == "tokens":
+        defaults.update(getattr(adapter_cls, "token_defaults", {}))  # e.g. a ViT instead of a ResNet
     if isinstance(adapter, Adapter):
         ad = adapter
     else:
@@ -89,7 +91,7 @@ def pretrain(
     else:
         raise ConfigError(f"encoder must be a name or a torch.nn.Module, got {type(encoder).__name__}")
     dim = embed_dim or ad.embed_dim(enc)
-    mk = dict(method_kwargs or {})
+    mk = {**getattr(ad, "method_defaults", {}).get(method, {}), **(method_kwargs or {})}
     m = build_method(method, enc, dim, **mk)
 
     knn = None

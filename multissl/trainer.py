@@ -365,12 +365,18 @@ class Trainer:
                     idx = idx.to(device)
                 batch = to_device(take(data, idx), device)
                 gen = step_generator(device, cfg.seed, step * cfg.grad_accum_steps + micro, rank)
-                views = self.adapter.views(batch, n_views=method.n_views, generator=gen)
+                # masked methods take the adapter's tokens and draw their masks from the same
+                # generator, so a seed reproduces them too
+                tokens = getattr(method, "input_kind", "views") == "tokens"
+                if tokens:
+                    token_batch = self.adapter.tokens(batch, generator=gen)
+                else:
+                    views = self.adapter.views(batch, n_views=method.n_views, generator=gen)
                 last = micro == cfg.grad_accum_steps - 1
                 ctx = acc.no_sync(model) if (not last and world > 1) else nullcontext()
                 with ctx:
                     with acc.autocast():
-                        out = model(views)
+                        out = model(token_batch, generator=gen) if tokens else model(views)
                     loss = out["loss"]
                     if not torch.isfinite(loss):
                         raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower the lr or check the data")

@@ -24,6 +24,10 @@ class SSLMethod(nn.Module):
     name: ClassVar[str] = ""
     #: how many augmented views one training step needs
     n_views: ClassVar[int] = 2
+    #: what a training step feeds the method: ``"views"`` (``adapter.views`` -> ``method(views)``)
+    #: or ``"tokens"`` (``adapter.tokens`` -> ``method(token_batch, generator=g)``, the masked
+    #: methods; see :mod:`multissl.tokens`)
+    input_kind: ClassVar[str] = "views"
     #: recommended optimiser settings for this method (the trainer uses them unless overridden)
     defaults: ClassVar[Dict[str, Any]] = {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4}
     #: adapter settings this method recommends, per adapter name, applied by ``pretrain`` under
