@@ -196,12 +196,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from multissl.model import SSLModel
+    from multissl.model import push_folder
 
     if not Path(args.model).is_dir():
         raise DataError(f"{args.model}: no such model folder")
-    model = SSLModel.from_pretrained(args.model)
-    url = model.push_to_hub(args.repo_id, private=args.private)
+    url = push_folder(args.model, args.repo_id, private=args.private)
     print(f"pushed to {url}")
     return 0
 

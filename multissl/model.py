@@ -142,20 +142,50 @@ class SSLModel:
 
     def push_to_hub(self, repo_id: str, *, private: bool = False, token: Optional[str] = None,
                     commit_message: str = "Upload multissl model", revision: Optional[str] = None) -> str:
-        """Save to a temporary folder and upload it with ``huggingface_hub`` (returns the commit URL)."""
-        from huggingface_hub import HfApi
+        """Save to a temporary folder and upload it with ``huggingface_hub`` (returns the commit URL).
 
-        api = HfApi(token=token)
-        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        The real client does the work, so ``HF_ENDPOINT``, ``HF_TOKEN`` / ``huggingface-cli login``
+        and proxies behave as everywhere else in the Hugging Face stack."""
         with tempfile.TemporaryDirectory() as tmp:
-            self.save_pretrained(Path(tmp) / "model")
-            info = api.upload_folder(repo_id=repo_id, folder_path=str(Path(tmp) / "model"), commit_message=commit_message,
-                                     revision=revision, repo_type="model")
-        return str(getattr(info, "commit_url", info))
+            folder = self.save_pretrained(Path(tmp) / "model")
+            return push_folder(folder, repo_id, private=private, token=token, commit_message=commit_message,
+                               revision=revision)
 
     def __repr__(self) -> str:
         return (f"SSLModel(adapter={self.config.get('adapter')!r}, method={self.config.get('method')!r}, "
                 f"encoder={(self.config.get('encoder') or {}).get('name')!r}, embed_dim={self.config.get('embed_dim')})")
+
+
+def push_folder(folder: Union[str, os.PathLike], repo_id: str, *, private: bool = False, token: Optional[str] = None,
+                commit_message: str = "Upload multissl model", revision: Optional[str] = None) -> str:
+    """Upload a saved model folder as it is (weights, config, card) to ``repo_id``; creates the
+    repo if needed and returns the commit URL. ``multissl push`` uses this, so a folder written by
+    a recipe keeps its card (and evaluation figures) byte for byte."""
+    from huggingface_hub import HfApi
+
+    folder = Path(folder)
+    missing = [n for n in (CONFIG_NAME, WEIGHTS_NAME) if not (folder / n).is_file()]
+    if missing:
+        raise UserError(f"{folder}: not a multissl model folder (missing {', '.join(missing)})")
+    from huggingface_hub.errors import HfHubHTTPError
+
+    network_errors: tuple = (HfHubHTTPError, OSError)
+    try:
+        import httpx
+
+        network_errors += (httpx.HTTPError,)
+    except ImportError:  # older huggingface_hub (requests)
+        pass
+    api = HfApi(token=token)
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message=commit_message,
+                                 revision=revision, repo_type="model",
+                                 allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, CARD_NAME])
+    except network_errors as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"{repo_id}: upload to the Hugging Face Hub failed ({type(e).__name__}: {first})") from None
+    return str(getattr(info, "commit_url", info))
 
 
 def _download(repo_id: str, revision: Optional[str], cache_dir: Optional[str], token: Optional[str]) -> Path:
