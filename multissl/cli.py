@@ -58,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--data", required=True)
     e.add_argument("--output", required=True, help="FILE.npy")
     e.add_argument("--batch-size", type=int, default=256)
+    e.add_argument("--tensorboard", default=None, metavar="LOGDIR",
+                   help="also write the embeddings (with image thumbnails) for TensorBoard's projector")
 
     v = sub.add_parser("evaluate", help="accuracy of a pretrained model on labelled data")
     v.add_argument("--model", required=True)
@@ -141,9 +143,18 @@ def cmd_embed(args: argparse.Namespace) -> int:
     if not args.output.endswith(".npy"):
         raise ConfigError(f"--output must end with .npy, got {args.output}")
     model = SSLModel.from_pretrained(args.model)
-    z = model.embed(load_data(args.data), batch_size=args.batch_size)
+    prepared = model.prepare(load_data(args.data))
+    z = model.embed_prepared(prepared, batch_size=args.batch_size)
     save_npy_atomic(z, args.output)
     print(f"wrote {z.shape[0]} x {z.shape[1]} embeddings to {args.output}")
+    if args.tensorboard:
+        from multissl.projector import write_projector
+
+        import torch
+
+        images = prepared if model.config.get("adapter") == "image" and torch.is_tensor(prepared) else None
+        write_projector(args.tensorboard, z, images=images)
+        print(f"wrote the projector files to {args.tensorboard} (tensorboard --logdir {args.tensorboard})")
     return 0
 
 

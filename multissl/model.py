@@ -67,7 +67,13 @@ class SSLModel:
 
         if device is not None:
             self.encoder.to(device)
-        prepared = self.adapter.prepare(data)
+        return self.embed_prepared(self.adapter.prepare(data), batch_size=batch_size)
+
+    @torch.no_grad()
+    def embed_prepared(self, prepared: Any, batch_size: int = 256) -> np.ndarray:
+        """:meth:`embed` for data already through :meth:`prepare`."""
+        from multissl.trainer import embed_prepared
+
         z = embed_prepared(self.encoder, self.adapter, prepared, batch_size=batch_size, device=self.device)
         return z.numpy().astype(np.float32, copy=False)
 

@@ -50,6 +50,21 @@ def test_embed_writes_npy(trained, capsys):
     assert "24 x 256" in capsys.readouterr().out
 
 
+def test_embed_tensorboard_projector(trained, tmp_path):
+    """The projector files TensorBoard reads: the matrix, metadata, and a sprite of the images."""
+    logdir = tmp_path / "tb"
+    assert main(["embed", "--model", str(trained / "run" / "final"), "--data", str(trained / "unlabeled"),
+                 "--output", str(tmp_path / "z.npy"), "--tensorboard", str(logdir)]) == 0
+    (config,) = logdir.rglob("projector_config.pbtxt")
+    (tsv,) = logdir.rglob("tensors.tsv")
+    matrix = np.loadtxt(tsv, delimiter="\t")
+    np.testing.assert_allclose(matrix, np.load(tmp_path / "z.npy"), atol=1e-4)
+    assert (tsv.parent / "metadata.tsv").read_text().split() == [str(i) for i in range(24)]
+    sprite = Image.open(tsv.parent / "sprite.png")
+    assert sprite.size == (5 * 16, 5 * 16)  # ceil(sqrt(24)) thumbnails of 16 px per side
+    assert "sprite" in config.read_text()
+
+
 @pytest.mark.parametrize("protocol", ["knn", "linear", "finetune"])
 def test_evaluate_protocols(trained, protocol, tmp_path):
     out = tmp_path / "m.json"
