@@ -22,6 +22,7 @@ ENTRY_POINT_GROUP = "multissl.adapters"
 _BUILTIN: Dict[str, str] = {
     "image": "multissl.adapters.image:ImageAdapter",
     "signature": "multissl.adapters.signature:SignatureAdapter",
+    "text": "multissl.adapters.text:TextAdapter",
 }
 _REGISTERED: Dict[str, Type[Adapter]] = {}
 
