@@ -305,6 +305,9 @@ class Trainer:
                          "steps_per_epoch": steps_per_epoch, "total_steps": total_steps, "warmup_steps": warmup_steps,
                          "mixed_precision": acc.mixed_precision, "num_processes": world}
 
+        bind = getattr(self.method, "bind_adapter", None)
+        if bind is not None:  # before prepare(): buffers it sets move to the device with the model
+            bind(self.adapter)
         optimizer = build_optimizer(self.method, opt_name, lr, wd, cfg.momentum)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, warmup_steps, cfg.min_lr_ratio))
         model, optimizer = acc.prepare(self.method, optimizer)

@@ -27,6 +27,7 @@ _BUILTIN: Dict[str, str] = {
     "vibcreg": "multissl.methods.vibcreg:VIbCReg",
     "rotation": "multissl.methods.rotation:Rotation",
     "jigsaw": "multissl.methods.jigsaw:Jigsaw",
+    "colorization": "multissl.methods.colorization:Colorization",
 }
 _REGISTERED: Dict[str, Type[SSLMethod]] = {}
 

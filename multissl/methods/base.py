@@ -42,6 +42,10 @@ class SSLMethod(nn.Module):
     def forward(self, views: List[Any]) -> Dict[str, torch.Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def bind_adapter(self, adapter: Any) -> None:
+        """Hook called by the Trainer with the fitted adapter before training, for methods that
+        must know how views were made (colorization inverts the image normalisation)."""
+
     @torch.no_grad()
     def on_train_step_end(self, progress: float) -> None:
         """Hook after each optimiser step (``progress`` = step / total_steps)."""
