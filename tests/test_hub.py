@@ -26,6 +26,7 @@ import yaml
 
 from multissl.adapters import list_adapters
 from multissl.api import pretrain
+from multissl.io import load_data
 from tests.hub_recorder import COMMIT_SHA, HubRecorder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,11 +45,36 @@ def _signature_data(tmp: Path) -> str:
     return str(synthetic_svc2004_folder(tmp / "sigs", users=2, genuine=4, forgeries=2, length=20))
 
 
+def _text_data(tmp: Path) -> str:
+    import csv
+
+    rng = np.random.default_rng(0)
+    words = "free prize call now win cash meeting lunch tomorrow see you later ok thanks".split()
+    path = tmp / "messages.csv"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["text"])
+        for _ in range(40):
+            w.writerow([" ".join(rng.choice(words, size=rng.integers(3, 9)))])
+    return str(path)
+
+
+def _timeseries_data(tmp: Path) -> str:
+    rng = np.random.default_rng(0)
+    t = np.linspace(0, 1, 64)
+    x = np.sin(2 * np.pi * rng.uniform(1, 5, (40, 2, 1)) * t) + 0.1 * rng.normal(size=(40, 2, 64))
+    path = tmp / "series.npy"
+    np.save(path, x.astype(np.float32))
+    return str(path)
+
+
 #: adapter name -> (writes a small dataset in real file form and returns what ``pretrain`` and
 #: ``SSLModel.embed`` take, pretrain keyword arguments). Every built-in adapter must be here.
 ROUND_TRIP: Dict[str, tuple] = {
     "image": (_image_data, {"method": "simclr", "encoder": "small_cnn", "batch_size": 16}),
     "signature": (_signature_data, {"method": "vicreg", "batch_size": 8}),
+    "text": (_text_data, {"method": "simclr", "batch_size": 8}),
+    "timeseries": (_timeseries_data, {"method": "simclr", "batch_size": 8}),
 }
 
 
@@ -60,8 +86,8 @@ def _env(**extra: str) -> Dict[str, str]:
 
 def _train(adapter: str, tmp: Path) -> tuple:
     make_data, kwargs = ROUND_TRIP[adapter]
-    data = make_data(tmp)
-    model = pretrain(data, adapter=adapter, epochs=1, seed=0, output_dir=str(tmp / "run"), progress=False, **kwargs)
+    data = make_data(tmp)  # a path, opened as `multissl pretrain --data` does
+    model = pretrain(load_data(data), adapter=adapter, epochs=1, seed=0, output_dir=str(tmp / "run"), progress=False, **kwargs)
     folder = model.save_pretrained(tmp / "model", metrics={"knn_accuracy": 0.5})
     return data, model, folder
 
@@ -89,9 +115,10 @@ def _lay_out_hub_cache(hf_home: Path, repo_id: str, files: Dict[str, bytes]) -> 
 
 LOAD_AND_EMBED = """
 import sys, numpy as np
+from multissl.io import load_data
 from multissl.model import SSLModel
 model = SSLModel.from_pretrained(sys.argv[1])
-np.save(sys.argv[3], model.embed(sys.argv[2]))
+np.save(sys.argv[3], model.embed(load_data(sys.argv[2])))
 """
 
 
@@ -139,7 +166,7 @@ def test_push_then_offline_download_gives_identical_embeddings(adapter, tmp_path
                             env=_env(HF_HOME=str(hf_home), HF_HUB_OFFLINE="1"), capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr
-    np.testing.assert_allclose(np.load(out), model.embed(data), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(np.load(out), model.embed(load_data(data)), rtol=0, atol=1e-6)
 
 
 def test_push_of_a_folder_that_is_not_a_model_is_one_line_exit_2(tmp_path):
