@@ -25,9 +25,10 @@ import torch
 from torch import nn
 
 from multissl.adapters.base import Adapter
-from multissl.adapters.image_encoders import IMAGE_ENCODERS, build_image_encoder
+from multissl.adapters.image_encoders import IMAGE_ENCODERS, TOKEN_ENCODERS, build_image_encoder, default_patch_size
 from multissl.adapters.image_transforms import AugmentParams, augment, normalize, resize, sample_params
 from multissl.errors import ConfigError, DataError
+from multissl.tokens import TokenBatch
 
 #: file extensions read from folders (case-insensitive)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff",
@@ -42,7 +43,7 @@ PRESETS = ("simclr", "light", "none")
 
 # augmentation keys accepted in the config (AugmentParams fields plus cj_strength)
 _AUG_KEYS = tuple(k for k in AugmentParams.field_names() if k != "crop") + ("cj_strength",)
-_DATA_KEYS = ("image_column", "image_size", "channels", "mean", "std", "preset")
+_DATA_KEYS = ("image_column", "image_size", "channels", "mean", "std", "preset", "patch_size")
 CONFIG_KEYS = _DATA_KEYS + _AUG_KEYS
 
 Size = Union[int, Tuple[int, int]]
@@ -121,6 +122,8 @@ class ImageAdapter(Adapter):
         "encoder": "resnet18",
     }
     supported_methods: ClassVar[Optional[List[str]]] = None
+    # the masked methods (mae, data2vec) need a token encoder: a small ViT instead of the ResNet
+    token_defaults: ClassVar[Dict[str, Any]] = {"encoder": "vit_tiny"}
 
     def __init__(self, **config: Any) -> None:
         unknown = sorted(set(config) - set(CONFIG_KEYS))
@@ -143,6 +146,9 @@ class ImageAdapter(Adapter):
                 raise ConfigError(f"image_size must be an int or [height, width], got {size!r}") from None
             if h < 1 or w < 1:
                 raise ConfigError(f"image_size must be positive, got {size!r}")
+        patch = self.config.get("patch_size")
+        if patch is not None and (isinstance(patch, bool) or not isinstance(patch, int) or patch < 1):
+            raise ConfigError(f"patch_size must be a positive integer, got {patch!r}")
         for key in ("mean", "std"):
             v = self.config.get(key)
             if v is not None and (not isinstance(v, list) or (ch is not None and len(v) != ch)):
@@ -243,6 +249,34 @@ class ImageAdapter(Adapter):
         preset="light")`` (random resized crop, scale 0.5-1, + horizontal flip; normalised)."""
         return self.augment(batch, generator=generator, preset="light")
 
+    def tokens(self, batch: torch.Tensor, generator: Optional[torch.Generator] = None) -> TokenBatch:
+        """Patch tokens for the masked methods (``mae``, ``data2vec``), on the batch's device.
+
+        ``inputs``: one augmented, normalised view (B, C, H, W) with the config's pipeline (the
+        masked methods recommend ``preset="light"``: random resized crop + flip, as in MAE);
+        ``targets``: its pixels per patch (B, N, p*p*C) in the ViT's token order (row-major
+        patches, ``(p q c)`` inside a patch), so MAE reconstructs normalised pixels.
+        """
+        from einops import rearrange
+
+        x = self._to_float(batch)
+        x = self._augment_float(x, self._settings(None, self._output_size(x), {}), generator)
+        p = self.patch_size(x.shape[-2:])
+        targets = rearrange(x, "b c (h p) (w q) -> b (h w) (p q c)", p=p, q=p)
+        return TokenBatch(inputs=x, targets=targets)
+
+    def patch_size(self, image_size: Optional[Size] = None) -> int:
+        """The ViT patch side: the config's ``patch_size``, else the default for the image size
+        (4 up to 32 px, 8 up to 64 px, else 16); ConfigError when it does not divide the size."""
+        size = _hw(image_size) if image_size is not None else self._configured_size()
+        if size is None:
+            raise ConfigError("image_size is unknown: prepare data first or pass image_size=")
+        p = self.config.get("patch_size") or default_patch_size(*size)
+        if size[0] % p or size[1] % p:
+            raise ConfigError(f"patch_size {p} does not divide the image size {size[0]}x{size[1]}; "
+                              "set the image adapter's image_size or patch_size")
+        return int(p)
+
     def augmentation_settings(self, preset: Optional[str] = None, image_size: Optional[Size] = None,
                               **overrides: Any) -> Dict[str, Any]:
         """The resolved augmentation settings (a plain dict) for ``preset`` at ``image_size``."""
@@ -253,7 +287,9 @@ class ImageAdapter(Adapter):
 
     # ---- model ---------------------------------------------------------------------------
     def build_encoder(self, name: Optional[str] = None, **kwargs: Any) -> nn.Module:
-        """``resnet18`` (default), ``resnet34``, ``resnet50`` or ``small_cnn``.
+        """``resnet18`` (default), ``resnet34``, ``resnet50``, ``small_cnn``, or the ViTs ``vit_tiny``
+        / ``vit_small`` (the masked methods' default; ``image_size`` (H, W) and ``patch_size`` come
+        from the config, and a ``patch_size`` given here is stored there for :meth:`tokens`).
 
         ``in_channels`` defaults to the config's ``channels`` (else 3) and ``image_size`` to the
         configured size, which picks the ResNet stem (3x3 stride-1, no max-pool, at <= 64 px).
@@ -262,6 +298,20 @@ class ImageAdapter(Adapter):
         """
         name = name or self.defaults.get("encoder", "resnet18")
         kwargs.setdefault("in_channels", self.config.get("channels") or 3)
+        if name.lower().replace("-", "_") in TOKEN_ENCODERS:
+            # a ViT needs both sides, and the patch size its targets are cut with (tokens())
+            if kwargs.get("image_size") is None:
+                kwargs["image_size"] = self._configured_size()
+            size = _hw(kwargs["image_size"]) if kwargs["image_size"] is not None else None
+            if kwargs.get("patch_size") is None:
+                if size is not None:
+                    kwargs["patch_size"] = self.patch_size(size)
+            elif self.config.get("patch_size") is None:
+                self.config["patch_size"] = int(kwargs["patch_size"])  # tokens() must cut the same patches
+            elif int(kwargs["patch_size"]) != self.config["patch_size"]:
+                raise ConfigError(f"encoder patch_size {kwargs['patch_size']} differs from the adapter's "
+                                  f"patch_size {self.config['patch_size']}")
+            return build_image_encoder(name, **kwargs)
         if "image_size" not in kwargs:
             size = self._configured_size()
             kwargs["image_size"] = min(size) if size is not None else None

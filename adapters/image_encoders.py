@@ -14,18 +14,26 @@
 - ``small_cnn``: four 3x3 conv + BatchNorm + ReLU layers and global average pooling, for
   tiny images (8x8 digits, 28x28 MNIST); ``embed_dim`` sets its output width.
 
+- ``vit_tiny`` (dim 128, 4 blocks, 4 heads) / ``vit_small`` (dim 192, 6 blocks, 6 heads): Vision
+  Transformers sized for 28-64 px images (patch 4 up to 32 px), built as the generic
+  :class:`multissl.transformer.TokenEncoder` with a patch-embedding stem -- the encoders of the
+  masked methods (``mae``, ``data2vec``); options ``patch_size``, ``dim``, ``depth``, ``heads``,
+  ``mlp_ratio``, ``dropout``, ``pool`` ("mean" or "cls").
+
 Every encoder has an integer ``embed_dim`` attribute and a ``forward_tokens(x)`` method
 returning the last feature map as tokens (B, N, embed_dim).
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional, Type, Union
+from typing import Callable, Dict, List, Optional, Tuple, Type, Union
 
 import torch
+from einops import rearrange
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from multissl.errors import ConfigError
+from multissl.transformer import TokenEncoder
 
 SMALL_IMAGE_MAX = 64  # images up to this size get the CIFAR stem by default
 
@@ -148,12 +156,92 @@ def _small_cnn(in_channels: int = 3, image_size: Optional[int] = None, width: fl
     return SmallCNN(in_channels=in_channels, width=width, embed_dim=embed_dim, image_size=image_size)
 
 
+def default_patch_size(height: int, width: int) -> int:
+    """Patch side for a ViT on (height, width) images: 4 up to 32 px (7x7 tokens on 28 px
+    MNIST, 8x8 on CIFAR), 8 up to 64 px, else 16 (the usual ViT-B/16 patch at 224 px); the
+    largest of those that divides both sides, else 1."""
+    side = min(height, width)
+    preferred = 4 if side <= 32 else 8 if side <= 64 else 16
+    for p in (preferred, 8, 7, 4, 2):
+        if p <= preferred and height % p == 0 and width % p == 0:
+            return p
+    return 1
+
+
+class PatchEmbedding(nn.Module):
+    """ViT stem: a conv with kernel = stride = ``patch_size``, i.e. a linear map of every
+    non-overlapping patch, flattened to tokens (B, (H/p)(W/p), dim) in row-major order.
+
+    ``target_dim`` (p*p*C) tells the masked methods how many values a patch's pixel target has
+    (the image adapter's ``tokens()`` makes them in the same order, ``(p q c)``)."""
+
+    def __init__(self, in_channels: int, patch_size: int, dim: int, image_size: Tuple[int, int]) -> None:
+        super().__init__()
+        h, w = image_size
+        if patch_size < 1 or h % patch_size or w % patch_size:
+            raise ConfigError(f"ViT patch_size {patch_size} must divide the image size {h}x{w}; choose another "
+                              "patch_size or resize with the image adapter's image_size")
+        self.proj = nn.Conv2d(in_channels, dim, kernel_size=patch_size, stride=patch_size)
+        self.patch_size = int(patch_size)
+        self.in_channels = int(in_channels)
+        self.image_size = (int(h), int(w))
+        self.grid = (h // patch_size, w // patch_size)
+        self.num_tokens = self.grid[0] * self.grid[1]
+        self.target_dim = patch_size * patch_size * in_channels
+        # MAE initialises the patch projection like a linear layer (xavier on the flattened kernel)
+        nn.init.xavier_uniform_(self.proj.weight.view(dim, -1))
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, None]:
+        if tuple(x.shape[-2:]) != self.image_size or x.shape[1] != self.in_channels:
+            raise ConfigError(f"this ViT was built for {self.in_channels}x{self.image_size[0]}x{self.image_size[1]} "
+                              f"images, got {tuple(x.shape[1:])}")
+        return rearrange(self.proj(x), "b d h w -> b (h w) d"), None
+
+
+class VisionTransformer(TokenEncoder):
+    """ViT (Dosovitskiy et al. 2021): patch embedding + :class:`~multissl.transformer.TokenEncoder`.
+
+    ``forward(images) -> (B, dim)`` (mean of the patch tokens); ``forward_tokens`` gives the
+    final-norm patch tokens (B, N, dim) like the CNN encoders' feature-map tokens."""
+
+    def __init__(self, in_channels: int = 3, image_size: Union[int, Tuple[int, int], None] = None,
+                 patch_size: Optional[int] = None, dim: int = 128, depth: int = 4, heads: int = 4,
+                 mlp_ratio: float = 4.0, dropout: float = 0.0, pool: str = "mean") -> None:
+        if image_size is None:
+            raise ConfigError("a ViT needs the image size: prepare data first (the adapter stores it) or pass image_size=")
+        h, w = (image_size, image_size) if isinstance(image_size, int) else (int(image_size[0]), int(image_size[1]))
+        patch = int(patch_size) if patch_size is not None else default_patch_size(h, w)
+        stem = PatchEmbedding(in_channels, patch, dim, (h, w))
+        super().__init__(stem, dim=dim, depth=depth, heads=heads, max_tokens=stem.num_tokens,
+                         mlp_ratio=mlp_ratio, dropout=dropout, pool=pool)
+        self.in_channels = in_channels
+        self.patch_size = patch
+
+    def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encode(*self.tokenize(x))
+
+
+def _vit(dim: int, depth: int, heads: int) -> Callable[..., nn.Module]:
+    def build(in_channels: int = 3, image_size: Union[int, Tuple[int, int], None] = None,
+              patch_size: Optional[int] = None, dim: int = dim, depth: int = depth, heads: int = heads,
+              mlp_ratio: float = 4.0, dropout: float = 0.0, pool: str = "mean") -> nn.Module:
+        return VisionTransformer(in_channels, image_size, patch_size, dim, depth, heads, mlp_ratio, dropout, pool)
+
+    return build
+
+
 IMAGE_ENCODERS: Dict[str, Callable[..., nn.Module]] = {
     "resnet18": _resnet(BasicBlock, [2, 2, 2, 2]),
     "resnet34": _resnet(BasicBlock, [3, 4, 6, 3]),
     "resnet50": _resnet(Bottleneck, [3, 4, 6, 3]),
     "small_cnn": _small_cnn,
+    # ViTs sized for small images (28-64 px) on a CPU budget; patch 4 by default at <= 32 px
+    "vit_tiny": _vit(dim=128, depth=4, heads=4),
+    "vit_small": _vit(dim=192, depth=6, heads=6),
 }
+#: encoders that take tokens (the masked methods need one of these)
+TOKEN_ENCODERS = ("vit_tiny", "vit_small")
 
 
 def build_image_encoder(name: str = "resnet18", **kwargs) -> nn.Module:
@@ -169,4 +257,5 @@ def build_image_encoder(name: str = "resnet18", **kwargs) -> nn.Module:
         raise ConfigError(f"image encoder {name!r}: {exc}") from None
 
 
-__all__ = ["IMAGE_ENCODERS", "ResNetEncoder", "SmallCNN", "build_image_encoder", "SMALL_IMAGE_MAX"]
+__all__ = ["IMAGE_ENCODERS", "TOKEN_ENCODERS", "ResNetEncoder", "SmallCNN", "VisionTransformer", "PatchEmbedding",
+           "build_image_encoder", "default_patch_size", "SMALL_IMAGE_MAX"]

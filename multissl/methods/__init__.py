@@ -28,6 +28,8 @@ _BUILTIN: Dict[str, str] = {
     "rotation": "multissl.methods.rotation:Rotation",
     "jigsaw": "multissl.methods.jigsaw:Jigsaw",
     "colorization": "multissl.methods.colorization:Colorization",
+    "mae": "multissl.methods.mae:MAE",
+    "data2vec": "multissl.methods.data2vec:Data2Vec",
 }
 _REGISTERED: Dict[str, Type[SSLMethod]] = {}
 

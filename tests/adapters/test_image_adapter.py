@@ -330,5 +330,5 @@ def test_encoder_stem_channels_and_names(one_thread):
     assert isinstance(ours, torchvision.models.ResNet)
     missing = ours.load_state_dict({k: v for k, v in tv.state_dict().items() if not k.startswith("fc.")})
     assert not missing.missing_keys and not missing.unexpected_keys
-    assert ImageAdapter().encoder_names() == ["resnet18", "resnet34", "resnet50", "small_cnn"]
+    assert ImageAdapter().encoder_names() == ["resnet18", "resnet34", "resnet50", "small_cnn", "vit_tiny", "vit_small"]
     assert set(ImageAdapter.defaults) >= {"method", "epochs", "batch_size", "encoder"}

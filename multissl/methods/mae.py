@@ -1,0 +1,161 @@
+"""Masked autoencoder (MAE): reconstruct hidden tokens from the visible ones.
+
+Reference: K. He, X. Chen, S. Xie, Y. Li, P. Dollar, R. Girshick, "Masked Autoencoders Are
+Scalable Vision Learners", CVPR 2022, https://arxiv.org/abs/2111.06377.
+
+The encoder sees only the visible tokens (with their positional embeddings), which makes a
+high mask ratio cheap and keeps the encoder free of mask tokens it would never meet after
+pretraining. A light Transformer decoder (its own width and depth) gets the encoded visible
+tokens back in their places, a shared learned mask token at every hidden place, its own
+positional embeddings, and predicts each hidden token's target:
+
+- float targets (B, N, T) -- pixels of a patch, values of a series patch -- by mean squared
+  error, optionally against per-token normalised targets (``norm_targets``, the paper's
+  "normalized pixels", which gave better representations);
+- id targets (B, N) -- text -- by cross-entropy over the vocabulary (masked language
+  modelling), reporting the masked-token ``accuracy`` too.
+
+The loss covers the hidden tokens only (sec. 3, "loss function"); padding is never hidden.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from multissl.errors import ConfigError
+from multissl.methods.masked import MaskedMethod, gather_tokens, masked_mean, visible_index
+from multissl.tokens import TokenBatch
+from multissl.transformer import TransformerBlock, attention_mask, init_transformer_weights
+
+
+def normalize_targets(targets: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Each token's target minus its mean, over its (unbiased) std: MAE's ``norm_pix_loss``."""
+    mean = targets.mean(dim=-1, keepdim=True)
+    var = targets.var(dim=-1, keepdim=True)
+    return (targets - mean) / (var + eps).sqrt()
+
+
+def mae_loss(pred: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, norm_targets: bool = False) -> torch.Tensor:
+    """MSE per hidden token (mean over the T values), averaged over hidden tokens.
+
+    ``pred``, ``targets``: (B, N, T); ``mask``: (B, N) bool, True = hidden (loss taken there).
+    """
+    if norm_targets:
+        targets = normalize_targets(targets)
+    per_token = (pred.float() - targets.float()).pow(2).mean(dim=-1)
+    return masked_mean(per_token, mask)
+
+
+class MAEDecoder(nn.Module):
+    """Encoded visible tokens -> a prediction for every position (B, N, out_dim)."""
+
+    def __init__(self, embed_dim: int, dim: int, depth: int, heads: int, max_tokens: int, out_dim: int,
+                 mlp_ratio: float = 4.0) -> None:
+        super().__init__()
+        self.embed = nn.Linear(embed_dim, dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, max_tokens, dim))
+        self.blocks = nn.ModuleList(TransformerBlock(dim, heads, mlp_ratio) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, out_dim)
+        init_transformer_weights(self)
+        nn.init.trunc_normal_(self.mask_token, std=0.02)
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+
+    def forward(self, encoded: torch.Tensor, keep: torch.Tensor, keep_hidden: torch.Tensor, num_tokens: int,
+                padding_mask: Optional[torch.Tensor]) -> torch.Tensor:
+        b = encoded.shape[0]
+        d = self.embed(encoded)
+        # places in `keep` that were not visible real tokens get the mask token, so nothing of a
+        # hidden token's content reaches the decoder
+        d = torch.where(keep_hidden.unsqueeze(-1), self.mask_token.to(d.dtype), d)
+        full = self.mask_token.to(d.dtype).expand(b, num_tokens, -1).clone()
+        full = full.scatter(1, keep.unsqueeze(-1).expand(-1, -1, d.shape[-1]), d)
+        h = full + self.pos_embed[:, :num_tokens].to(d.dtype)
+        attend = attention_mask(padding_mask)
+        for block in self.blocks:
+            h = block(h, attend)
+        return self.head(self.norm(h))
+
+
+class MAE(MaskedMethod):
+    """Masked autoencoder on any adapter's tokens.
+
+    Hyperparameters: ``mask_ratio`` (0.75, the paper's best for images; text wants ~0.15),
+    ``decoder_dim`` (128), ``decoder_depth`` (2), ``decoder_heads`` (4), ``norm_targets`` (True;
+    float targets only), ``target_dim`` / ``vocab_size`` (None: from the encoder's stem).
+
+    Example::
+
+        >>> mae = MAE(vit, embed_dim=vit.embed_dim, mask_ratio=0.75)
+        >>> out = mae(adapter.tokens(batch, generator=g), generator=g)
+        >>> out["loss"].backward()
+        >>> pred, mask = mae.reconstruct(token_batch, mask)   # predictions for a chosen mask
+    """
+
+    name = "mae"
+    defaults = {"optimizer": "adamw", "lr": 1.5e-3, "weight_decay": 0.05}
+    hparam_defaults = {"mask_ratio": 0.75, "decoder_dim": 128, "decoder_depth": 2, "decoder_heads": 4,
+                       "norm_targets": True, "target_dim": None, "vocab_size": None}
+    hparam_rules = {**MaskedMethod.hparam_rules}
+
+    def __init__(self, encoder: nn.Module, embed_dim: int, **hparams: Any) -> None:
+        super().__init__(encoder, embed_dim, **hparams)
+        hp = self._hparams
+        vocab = hp["vocab_size"] or (None if hp["target_dim"] else getattr(encoder, "vocab_size", None))
+        target_dim = hp["target_dim"] or (None if vocab else getattr(encoder, "target_dim", None))
+        if not vocab and not target_dim:
+            raise ConfigError("method 'mae': the size of the targets is unknown; the encoder's stem should have a "
+                              "`target_dim` (float targets) or `vocab_size` (id targets) attribute, or pass "
+                              "method_kwargs={'target_dim': T} / {'vocab_size': V}")
+        if hp["decoder_dim"] % hp["decoder_heads"]:
+            raise ConfigError(f"method 'mae': decoder_dim {hp['decoder_dim']} is not divisible by "
+                              f"decoder_heads {hp['decoder_heads']}")
+        self.discrete = bool(vocab)
+        self.out_dim = int(vocab or target_dim)
+        max_tokens = int(getattr(encoder, "max_tokens", 0) or getattr(encoder, "num_tokens"))
+        self.decoder = MAEDecoder(self.embed_dim, hp["decoder_dim"], hp["decoder_depth"], hp["decoder_heads"],
+                                  max_tokens, self.out_dim)
+
+    def reconstruct(self, token_batch: TokenBatch, mask: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Predictions (B, N, T or vocab) for every position given the hidden tokens ``mask``
+        (B, N bool); only those at hidden positions are meaningful. Also returns the padding mask."""
+        x, pad = self.tokenize(token_batch)
+        if tuple(mask.shape) != tuple(x.shape[:2]):
+            raise ConfigError(f"mask must be (B, N) = {tuple(x.shape[:2])}, got {tuple(mask.shape)}")
+        if pad is not None:
+            mask = mask & ~pad
+        return self._predict(x, pad, mask), pad
+
+    def _predict(self, x: torch.Tensor, pad: Optional[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        keep, keep_hidden = visible_index(mask, pad)
+        encoded = self.encoder.encode(gather_tokens(x, keep), keep_hidden, keep=keep)
+        return self.decoder(encoded, keep, keep_hidden, x.shape[1], pad)
+
+    def forward(self, token_batch: TokenBatch, generator: Optional[torch.Generator] = None) -> Dict[str, torch.Tensor]:
+        x, pad = self.tokenize(token_batch)
+        mask = self.sample_mask(token_batch, pad, generator)
+        pred = self._predict(x, pad, mask)
+        targets = token_batch.targets
+        if self.discrete:
+            if targets.is_floating_point():
+                raise ConfigError("method 'mae' was built for id targets (vocab_size) but got float targets")
+            logits = pred[mask].float()
+            labels = targets[mask]
+            loss = F.cross_entropy(logits, labels) if labels.numel() else pred.sum() * 0.0
+            accuracy = (logits.detach().argmax(-1) == labels).float().mean() if labels.numel() else loss.detach()
+            return {"loss": loss, "accuracy": accuracy, "mask_ratio": mask.float().mean().detach()}
+        if not targets.is_floating_point():
+            raise ConfigError("method 'mae' was built for float targets (target_dim) but got ids; "
+                              "pass vocab_size or use a stem with a vocab_size attribute")
+        if targets.shape[-1] != self.out_dim:
+            raise ConfigError(f"method 'mae': targets have {targets.shape[-1]} values per token, the decoder "
+                              f"predicts {self.out_dim} (target_dim)")
+        loss = mae_loss(pred, targets, mask, self._hparams["norm_targets"])
+        return {"loss": loss, "mask_ratio": mask.float().mean().detach()}
+
+
+__all__ = ["MAE", "MAEDecoder", "mae_loss", "normalize_targets"]
