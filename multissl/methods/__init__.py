@@ -28,6 +28,7 @@ _BUILTIN: Dict[str, str] = {
     "rotation": "multissl.methods.rotation:Rotation",
     "jigsaw": "multissl.methods.jigsaw:Jigsaw",
     "colorization": "multissl.methods.colorization:Colorization",
+    "inpainting": "multissl.methods.inpainting:Inpainting",
     "mae": "multissl.methods.mae:MAE",
     "data2vec": "multissl.methods.data2vec:Data2Vec",
 }
