@@ -35,13 +35,18 @@ def test_pretrain_and_embed_a_folder_of_svc2004_files(tmp_path, capsys):
     assert z.shape == (18, 128) and np.isfinite(z).all()
 
 
-def test_a_bad_file_is_one_line_naming_file_and_line(tmp_path, capsys):
+@pytest.mark.parametrize("text, message", [
+    ("3\n1 2 3 4 5 6 7\n1 2 3 4 5 6\n1 2 3 4 5 6 7\n",
+     "line 3: malformed point line: expected 7 values like the first point line, got 6"),
+    ("4\n1 2 3 4 5 6 7\n1 2 3 4 5 6 7\n1 2 3 4 5 6 7\n", "line 4: header (line 1) says 4 points but the file has 3 point lines"),
+    ("1\n1 2 3 4 5 6 7\n", "line 2: a signature needs at least 2 points, got 1"),
+], ids=["malformed-line", "header-count", "single-point"])
+def test_a_bad_file_is_one_line_naming_file_and_line(tmp_path, capsys, text, message):
     data = synthetic_svc2004_folder(tmp_path / "sigs", users=2, genuine=2, forgeries=1, length=20)
-    (data / "U2S2.TXT").write_text("3\n1 2 3 4 5 6 7\n1 2 3 4 5 6\n1 2 3 4 5 6 7\n")
+    (data / "U2S2.TXT").write_text(text)
     code = main(["pretrain", "--adapter", "signature", "--data", str(data), "--output", str(tmp_path / "run"),
                  "--epochs", "1", "--no-progress"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err
-    assert err == (f"multissl: error: {data / 'U2S2.TXT'} line 3: malformed point line: expected 7 values like the "
-                   "first point line, got 6")
+    assert err == f"multissl: error: {data / 'U2S2.TXT'} {message}"
     assert not (tmp_path / "run" / "final").exists()
