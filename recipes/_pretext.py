@@ -129,8 +129,13 @@ def paired_gains(summary: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
 
 
 def run(args: PretextArgs, recipe: str, method_name: str, evaluate: EvaluateStep,
-        chance: Callable[[Any], float]) -> Dict[str, Any]:
+        chance: Callable[[Any], float], check_images: Optional[Callable[[Any, str], None]] = None,
+        extra_outputs: Optional[Callable[[Any, Any, Any, Path], Dict[str, Any]]] = None) -> Dict[str, Any]:
     """Pretrain ``method_name`` on the non-test images, then measure and write everything.
+
+    ``check_images(prepared, path)`` may refuse data before anything is trained or written
+    (colorization: grayscale images); ``extra_outputs(method, adapter, held_out, output_dir)``
+    writes the recipe's own files after training and returns entries for ``metrics.json``.
 
     The Trainer is used directly (as :func:`multissl.pretrain` does) because the pretext head,
     which ``pretrain`` drops, is needed for the held-out pretext accuracy.
@@ -166,6 +171,8 @@ def run(args: PretextArgs, recipe: str, method_name: str, evaluate: EvaluateStep
         return prepared, labels, classes
 
     prepared, labels, classes = load(args.data, args.max_records)
+    if check_images is not None:
+        check_images(prepared, args.data)
     if args.test_data:
         test_prepared, test_labels, test_classes = load(args.test_data, args.max_test_records)
         if test_classes != classes:
@@ -232,13 +239,14 @@ def run(args: PretextArgs, recipe: str, method_name: str, evaluate: EvaluateStep
                                                "encoder": {"name": args.encoder, "kwargs": encoder_kwargs},
                                                "embed_dim": embed_dim, "training": training, "history": history})
     paired = paired_gains(summary)
+    out = Path(args.output)
+    extra = extra_outputs(method, adapter, held_out, out) if extra_outputs is not None else {}
     metrics = {"recipe": recipe, "data": str(args.data), "classes": classes, "num_labelled": int(len(labels)),
                "num_test": int(len(test)), "num_pretrain": int(len(unlabeled)), "args": vars(args),
                "method_hparams": method.hparams(), "pretext": pretext, "results": summary, "gains": gains(summary),
                "paired": paired,
                "pretrain_seconds": round(t_pretrain, 1), "total_seconds": round(time.perf_counter() - t0, 1),
-               "pretrain_history": history}
-    out = Path(args.output)
+               "pretrain_history": history, **extra}
     write_json_atomic(out / "metrics.json", metrics)
     plot_accuracy(summary, out / "accuracy_vs_labels.png", f"{Path(args.data).name}: {method_name} SSL vs from scratch")
     model.save_pretrained(out / "final", metrics={"pretext_heldout_accuracy": heldout_acc,
