@@ -23,6 +23,7 @@ _BUILTIN: Dict[str, str] = {
     "image": "multissl.adapters.image:ImageAdapter",
     "signature": "multissl.adapters.signature:SignatureAdapter",
     "text": "multissl.adapters.text:TextAdapter",
+    "timeseries": "multissl.adapters.timeseries:TimeSeriesAdapter",
 }
 _REGISTERED: Dict[str, Type[Adapter]] = {}
 

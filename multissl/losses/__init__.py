@@ -5,6 +5,7 @@ need the global batch -- gather it from every process with gradients that stay c
 DDP (see :mod:`multissl.distributed`).
 """
 from multissl.losses.barlow_twins import barlow_twins_loss
+from multissl.losses.hierarchical_contrastive import hierarchical_contrastive_loss
 from multissl.losses.info_nce import info_nce_loss
 from multissl.losses.negative_cosine import negative_cosine_loss
 from multissl.losses.ntxent import nt_xent_loss
@@ -14,6 +15,7 @@ from multissl.losses.vicreg import RegularisationTerms, variance_hinge, vicreg_l
 __all__ = [
     "RegularisationTerms",
     "barlow_twins_loss",
+    "hierarchical_contrastive_loss",
     "info_nce_loss",
     "negative_cosine_loss",
     "normalised_covariance_penalty",

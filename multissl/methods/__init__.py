@@ -31,6 +31,7 @@ _BUILTIN: Dict[str, str] = {
     "inpainting": "multissl.methods.inpainting:Inpainting",
     "mae": "multissl.methods.mae:MAE",
     "data2vec": "multissl.methods.data2vec:Data2Vec",
+    "ts2vec": "multissl.methods.ts2vec:TS2Vec",
 }
 _REGISTERED: Dict[str, Type[SSLMethod]] = {}
 
