@@ -257,13 +257,26 @@ class ImageAdapter(Adapter):
         ``targets``: its pixels per patch (B, N, p*p*C) in the ViT's token order (row-major
         patches, ``(p q c)`` inside a patch), so MAE reconstructs normalised pixels.
         """
-        from einops import rearrange
-
         x = self._to_float(batch)
         x = self._augment_float(x, self._settings(None, self._output_size(x), {}), generator)
-        p = self.patch_size(x.shape[-2:])
-        targets = rearrange(x, "b c (h p) (w q) -> b (h w) (p q c)", p=p, q=p)
-        return TokenBatch(inputs=x, targets=targets)
+        return TokenBatch(inputs=x, targets=self.patchify(x))
+
+    def patchify(self, images: torch.Tensor) -> torch.Tensor:
+        """Images (B, C, H, W) -> per-patch pixels (B, N, p*p*C), patches in row-major order."""
+        from einops import rearrange
+
+        p = self.patch_size(images.shape[-2:])
+        return rearrange(images, "b c (h p) (w q) -> b (h w) (p q c)", p=p, q=p)
+
+    def unpatchify(self, patches: torch.Tensor, image_size: Optional[Size] = None) -> torch.Tensor:
+        """The inverse of :meth:`patchify`: (B, N, p*p*C) -> (B, C, H, W) (default: the config's size)."""
+        from einops import rearrange
+
+        h, w = _hw(image_size) if image_size is not None else (self._configured_size() or (None, None))
+        if h is None:
+            raise ConfigError("image_size is unknown: prepare data first or pass image_size=")
+        p = self.patch_size((h, w))
+        return rearrange(patches, "b (h w) (p q c) -> b c (h p) (w q)", h=h // p, w=w // p, p=p, q=p)
 
     def patch_size(self, image_size: Optional[Size] = None) -> int:
         """The ViT patch side: the config's ``patch_size``, else the default for the image size

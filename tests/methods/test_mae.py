@@ -219,6 +219,7 @@ def test_image_tokens_are_patch_pixels_in_vit_order() -> None:
     assert ad.patch_size() == 4 and tb.targets.shape == (4, 16, 16) and tb.inputs.shape == (4, 1, 16, 16)
     # token 5 = patch row 1, column 1
     assert torch.equal(tb.targets[:, 5], tb.inputs[:, 0, 4:8, 4:8].reshape(4, 16))
+    assert torch.equal(ad.unpatchify(tb.targets), tb.inputs)
     vit = ad.build_encoder("vit_tiny")
     assert vit.stem.target_dim == 16 and vit.num_tokens == 16 and vit(tb.inputs).shape == (4, 128)
 

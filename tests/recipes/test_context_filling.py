@@ -1,0 +1,82 @@
+"""The context_filling recipe (image half) end to end on a tiny PNG folder, and its user errors."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from multissl import SSLModel
+from multissl.recipes import available_recipes
+from multissl.recipes.context_filling import main
+
+RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "context_filling.py"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def make_png_folder(root: Path, n: int = 40, size: int = 16) -> None:
+    """Gray 'digits': a bright bar at a random height on a dark background."""
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True)
+    for i in range(n):
+        x = rng.integers(0, 30, size=(size, size)).astype(np.uint8)
+        r = rng.integers(2, size - 4)
+        x[r:r + 3, 2:-2] = 240
+        Image.fromarray(x, mode="L").save(root / f"img_{i:03d}.png")
+
+
+TINY = ["--epochs", "1", "--batch-size", "8", "--decoder-dim", "16", "--decoder-depth", "1", "--decoder-heads", "2",
+        "--no-progress"]
+
+
+def test_recipe_writes_metrics_grids_and_model(tmp_path: Path) -> None:
+    make_png_folder(tmp_path / "data")
+    out = tmp_path / "out"
+    assert main(["--data", str(tmp_path / "data"), "--output", str(out), *TINY]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["recipe"] == "context_filling" and m["modality"] == "image"
+    assert m["num_pretrain"] == 32 and m["num_heldout"] == 8 and m["patch_size"] == 4
+    assert m["method_hparams"]["norm_targets"] is False and m["encoder"] == "vit_tiny"
+    for kind, share in (("random", 12 / 16), ("center", 4 / 16)):  # round(0.75 * 16) patches; a 2x2 block of 4x4
+        fill = m["fills"][kind]
+        assert fill["hidden_pixel_share"] == pytest.approx(share)
+        assert set(fill["psnr_db"]) == {"mae", "mean_fill", "mean_image", "diffusion"}
+        assert all(np.isfinite(v) and v > 0 for v in fill["psnr_db"].values())
+        assert fill["best_baseline"] in ("mean_fill", "mean_image", "diffusion")
+        png = Image.open(out / fill["grid_png"])
+        # 4 rows (masked, MAE, diffusion, original) of 8 held-out images, 16 px scaled 4x, 2 px gaps
+        assert png.size == (8 * 64 + 7 * 2, 4 * 64 + 3 * 2)
+    model = SSLModel.from_pretrained(out / "final")
+    assert model.config["method"] == "mae" and model.embed(str(tmp_path / "data")).shape == (40, 128)
+
+
+def test_user_mistakes_exit_2_with_one_line_and_write_nothing(tmp_path: Path, capsys) -> None:
+    make_png_folder(tmp_path / "data", n=10)
+    out = tmp_path / "out"
+    assert main(["--data", str(tmp_path / "missing"), "--output", str(out), *TINY]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "missing: no such file or folder" in err[0]
+    assert main(["--data", str(tmp_path / "data"), "--output", str(out), "--patch-size", "5", *TINY]) == 2
+    assert "patch_size 5 does not divide the image size 16x16" in capsys.readouterr().err
+    assert not (out / "metrics.json").exists()
+    with pytest.raises(SystemExit) as e:
+        main(["--data", str(tmp_path / "data"), "--mask-ratio", "1.5"])
+    assert e.value.code == 2
+
+
+def test_listed_and_runs_as_a_script() -> None:
+    assert "context_filling" in available_recipes()
+    r = subprocess.run([sys.executable, str(RECIPE), "--help"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "--modality" in r.stdout
