@@ -2,7 +2,8 @@
 
 A modality contributes only a **stem**: an ``nn.Module`` whose ``forward(inputs)`` returns
 ``(x, padding_mask)`` -- content embeddings ``x`` (B, N, dim) *without* positions, and a (B, N)
-bool mask (True = padding) or None. The encoder adds learned positional embeddings, runs pre-norm
+bool mask (True = padding) or None. The encoder adds learned positional embeddings (initialised
+with sine-cosine codes, 2-D when the stem has a ``grid`` attribute), runs pre-norm
 blocks (Vaswani et al. 2017; pre-norm as in ViT, Dosovitskiy et al. 2021) and pools.
 
 Why the split: the masked methods need to get between tokenisation and the blocks (MAE drops the
@@ -91,6 +92,36 @@ def attention_mask(padding_mask: Optional[torch.Tensor]) -> Optional[torch.Tenso
     return ok[:, None, None, :]
 
 
+def sincos_positions(num_tokens: int, dim: int, grid: Optional[Tuple[int, int]] = None) -> torch.Tensor:
+    """(num_tokens, dim) sine-cosine position codes (Vaswani et al. 2017): 1-D over the token
+    index, or 2-D for a row-major ``grid`` (h, w) with h*w == num_tokens (half of the features
+    code the row, half the column, as MAE's fixed embeddings do).
+
+    Used to *initialise* the learned positional embeddings: small random ones (std 0.02) are
+    nearly invisible next to the content embeddings, so a short run never learns where a token
+    is -- and a masked model that does not know where its hidden tokens are can only predict
+    their average.
+    """
+    def one_axis(positions: torch.Tensor, width: int) -> torch.Tensor:
+        half = width // 2
+        freq = 1.0 / (10000.0 ** (torch.arange(half, dtype=torch.float64) / max(1, half)))
+        angles = positions.double()[:, None] * freq[None, :]
+        out = torch.zeros(len(positions), width, dtype=torch.float64)
+        out[:, 0:2 * half:2] = torch.sin(angles)
+        out[:, 1:2 * half:2] = torch.cos(angles)
+        return out
+
+    if grid is not None and grid[0] * grid[1] == num_tokens:
+        h, w = grid
+        rows = torch.arange(h).repeat_interleave(w)
+        cols = torch.arange(w).repeat(h)
+        half = dim // 2
+        table = torch.cat([one_axis(rows, half), one_axis(cols, dim - half)], dim=1)
+    else:
+        table = one_axis(torch.arange(num_tokens), dim)
+    return table.float()
+
+
 def init_transformer_weights(module: nn.Module) -> None:
     """ViT/MAE initialisation: truncated-normal(0.02) linear weights, zero biases, unit LayerNorms."""
     for m in module.modules():
@@ -138,7 +169,8 @@ class TokenEncoder(nn.Module):
         self.norm = nn.LayerNorm(dim)
         init_transformer_weights(self.blocks)
         init_transformer_weights(self.norm)
-        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        with torch.no_grad():  # learned, but starting from sine-cosine codes (see sincos_positions)
+            self.pos_embed.copy_(sincos_positions(self.max_tokens, dim, self.grid).unsqueeze(0))
         if self.cls_token is not None:
             nn.init.trunc_normal_(self.cls_token, std=0.02)
 
@@ -148,6 +180,12 @@ class TokenEncoder(nn.Module):
         """Tokens per input: the stem's ``num_tokens`` if it has a fixed count, else ``max_tokens``."""
         n = getattr(self.stem, "num_tokens", None)
         return int(n) if isinstance(n, int) else self.max_tokens
+
+    @property
+    def grid(self) -> Optional[Tuple[int, int]]:
+        """The stem's token grid (h, w) when its tokens are a row-major 2-D grid (image patches)."""
+        g = getattr(self.stem, "grid", None)
+        return (int(g[0]), int(g[1])) if isinstance(g, (tuple, list)) and len(g) == 2 else None
 
     @property
     def target_dim(self) -> Optional[int]:
@@ -248,4 +286,4 @@ def is_token_encoder(module: Any) -> bool:
 
 
 __all__ = ["TokenEncoder", "TransformerBlock", "MultiHeadSelfAttention", "attention_mask",
-           "init_transformer_weights", "is_token_encoder", "POOLS"]
+           "init_transformer_weights", "is_token_encoder", "sincos_positions", "POOLS"]

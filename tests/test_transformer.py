@@ -141,3 +141,21 @@ def test_errors() -> None:
         wrong(torch.randn(1, 3, DIM))
     with pytest.raises(ConfigError, match="return_layers"):
         make().encode(torch.randn(1, 3, DIM), return_layers="all")
+
+
+def test_positions_start_from_sine_cosine_codes() -> None:
+    from multissl.transformer import sincos_positions
+
+    table = sincos_positions(12, 8, grid=(3, 4))  # 3 rows of 4 tokens
+    assert table.shape == (12, 8)
+    rows, cols = table[:, :4], table[:, 4:]
+    assert torch.equal(rows[0], rows[3]) and not torch.equal(rows[0], rows[4])  # same row, next row
+    assert torch.equal(cols[1], cols[5]) and not torch.equal(cols[1], cols[2])  # same column
+    assert len({tuple(r.tolist()) for r in table}) == 12
+    flat = sincos_positions(5, 6)
+    assert torch.allclose(flat[:, 0], torch.sin(torch.arange(5.0))) and torch.allclose(flat[:, 1], torch.cos(torch.arange(5.0)))
+    # the encoder's learned table starts there (2-D when the stem has a grid)
+    stem = VectorStem()
+    stem.grid = (3, 4)
+    enc = TokenEncoder(stem, DIM, 1, 4, max_tokens=12)
+    assert torch.allclose(enc.pos_embed[0], sincos_positions(12, DIM, (3, 4))) and enc.pos_embed.requires_grad

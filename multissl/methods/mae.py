@@ -28,7 +28,7 @@ from torch import nn
 from multissl.errors import ConfigError
 from multissl.methods.masked import MaskedMethod, gather_tokens, masked_mean, visible_index
 from multissl.tokens import TokenBatch
-from multissl.transformer import TransformerBlock, attention_mask, init_transformer_weights
+from multissl.transformer import TransformerBlock, attention_mask, init_transformer_weights, sincos_positions
 
 
 def normalize_targets(targets: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -53,7 +53,7 @@ class MAEDecoder(nn.Module):
     """Encoded visible tokens -> a prediction for every position (B, N, out_dim)."""
 
     def __init__(self, embed_dim: int, dim: int, depth: int, heads: int, max_tokens: int, out_dim: int,
-                 mlp_ratio: float = 4.0) -> None:
+                 mlp_ratio: float = 4.0, grid: Optional[Tuple[int, int]] = None) -> None:
         super().__init__()
         self.embed = nn.Linear(embed_dim, dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
@@ -63,7 +63,8 @@ class MAEDecoder(nn.Module):
         self.head = nn.Linear(dim, out_dim)
         init_transformer_weights(self)
         nn.init.trunc_normal_(self.mask_token, std=0.02)
-        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        with torch.no_grad():  # learned, from sine-cosine codes like the encoder's
+            self.pos_embed.copy_(sincos_positions(max_tokens, dim, grid).unsqueeze(0))
 
     def forward(self, encoded: torch.Tensor, keep: torch.Tensor, keep_hidden: torch.Tensor, num_tokens: int,
                 padding_mask: Optional[torch.Tensor]) -> torch.Tensor:
@@ -118,7 +119,7 @@ class MAE(MaskedMethod):
         self.out_dim = int(vocab or target_dim)
         max_tokens = int(getattr(encoder, "max_tokens", 0) or getattr(encoder, "num_tokens"))
         self.decoder = MAEDecoder(self.embed_dim, hp["decoder_dim"], hp["decoder_depth"], hp["decoder_heads"],
-                                  max_tokens, self.out_dim)
+                                  max_tokens, self.out_dim, grid=getattr(encoder, "grid", None))
 
     def reconstruct(self, token_batch: TokenBatch, mask: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """Predictions (B, N, T or vocab) for every position given the hidden tokens ``mask``
