@@ -32,6 +32,7 @@ from multissl.adapters import timeseries_transforms as T
 from multissl.adapters.base import Adapter
 from multissl.adapters.timeseries_encoders import TIMESERIES_ENCODERS, build_timeseries_encoder
 from multissl.errors import ConfigError, DataError
+from multissl.tokens import TokenBatch
 
 NORMALIZE = ("channel", "series", "none")
 
@@ -74,7 +75,7 @@ PRESETS: Dict[str, Dict[str, float]] = {
                   "scaling": 0.2, "magnitude_warp": 0.0, "jitter": 0.03, "frequency": 0.1, "spec_mask": 0.2,
                   "timestamp_mask": 0.0, "warp_knots": 4},
 }
-_DATA_KEYS = ("normalize", "channel_mean", "channel_std", "num_channels", "preset", "patch_len", "patch_stride")
+_DATA_KEYS = ("normalize", "channel_mean", "channel_std", "num_channels", "preset", "patch_len")
 CONFIG_KEYS = _DATA_KEYS + AUGMENT_KEYS
 _FRACTIONS = ("crop", "overlap_crop", "window_slice", "frequency", "spec_mask", "timestamp_mask")
 
@@ -93,7 +94,8 @@ class TimeSeriesAdapter(Adapter):
     - ``channel_mean``, ``channel_std``, ``num_channels``: learnt by :meth:`prepare` / :meth:`fit`;
     - ``preset``: augmentation policy from :data:`PRESETS` (default ``"default"``); any option
       in :data:`AUGMENT_KEYS` given explicitly overrides the preset's value;
-    - ``patch_len``, ``patch_stride``: patch tokens for the masked methods (PatchTST; 16 and 8).
+    - ``patch_len``: steps per patch token of the ``patchtst`` encoder and of :meth:`tokens`
+      (default 16, or 8 for series shorter than 64 steps).
     """
 
     name: ClassVar[str] = "timeseries"
@@ -103,6 +105,8 @@ class TimeSeriesAdapter(Adapter):
         "batch_size": 16,
         "encoder": "ts2vec",
     }
+    #: the masked methods (mae, data2vec) need patch tokens: a PatchTST-style Transformer
+    token_defaults: ClassVar[Dict[str, Any]] = {"encoder": "patchtst"}
     supported_methods: ClassVar[Optional[List[str]]] = None
 
     def __init__(self, **config: Any) -> None:
@@ -125,10 +129,9 @@ class TimeSeriesAdapter(Adapter):
                 raise ConfigError(f"{key} must be < 1 (a fraction), got {v}")
         if int(self.augmentation("warp_knots")) < 1:
             raise ConfigError(f"warp_knots must be >= 1, got {self.config.get('warp_knots')}")
-        for key in ("patch_len", "patch_stride"):
-            v = self.config.get(key)
-            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-                raise ConfigError(f"{key} must be a positive integer, got {v!r}")
+        v = self.config.get("patch_len")
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+            raise ConfigError(f"patch_len must be a positive integer, got {v!r}")
 
     def augmentation(self, key: str) -> float:
         """The strength of augmentation ``key``: the explicit option, else the preset's."""
@@ -195,6 +198,24 @@ class TimeSeriesAdapter(Adapter):
         x, length = self._crop_to_batch(batch)
         return {"x": x, "mask": T.valid_mask(length, x.shape[2])}
 
+    def tokens(self, batch: Dict[str, torch.Tensor], generator: Optional[torch.Generator] = None) -> TokenBatch:
+        """Patch tokens for the masked methods (PatchTST's masked pretraining).
+
+        ``inputs``: one lightly augmented, normalised batch (:meth:`finetune_augment`), which the
+        ``patchtst`` encoder cuts into patches; ``targets``: its values per non-overlapping patch
+        (B, N, patch_len * C), so ``mae`` reconstructs the hidden patches; ``padding_mask``:
+        patches that start after a series' end.
+        """
+        from multissl.adapters.timeseries_encoders import patchify_series
+
+        view = self.finetune_augment(batch, generator=generator)
+        patches, padding = patchify_series(view["x"], view["mask"], self.patch_len)
+        return TokenBatch(inputs=view, targets=patches, padding_mask=padding)
+
+    @property
+    def patch_len(self) -> int:
+        return int(self.config.get("patch_len") or 16)
+
     def views(self, batch: Dict[str, torch.Tensor], n_views: int = 2,
               generator: Optional[torch.Generator] = None) -> List[SeriesBatch]:
         """``n_views`` independently augmented batches, each like :meth:`eval_transform` plus
@@ -237,13 +258,21 @@ class TimeSeriesAdapter(Adapter):
         """``ts2vec`` (default: TS2Vec's dilated CNN with per-step features, max pooled).
 
         ``in_channels`` defaults to the channels of the prepared data. Options: ``width``,
-        ``depth``, ``embed_dim``, ``kernel_size``, ``pooling``, ``dropout``.
+        ``depth``, ``embed_dim``, ``kernel_size``, ``pooling``, ``dropout`` (ts2vec); ``dim``,
+        ``depth``, ``heads``, ``max_tokens``, ``dropout``, ``pool`` (patchtst, the masked methods'
+        default; its patch length is the adapter's ``patch_len``).
         """
         if "in_channels" not in kwargs:
             if self.num_channels is None:
                 raise ConfigError("build_encoder needs in_channels=, or prepare() some data first")
             kwargs["in_channels"] = self.num_channels
-        return build_timeseries_encoder(name or self.defaults["encoder"], **kwargs)
+        name = name or self.defaults["encoder"]
+        if name == "patchtst":
+            kwargs.setdefault("patch_len", self.patch_len)
+            if kwargs["patch_len"] != self.patch_len:
+                raise ConfigError(f"patchtst patch_len {kwargs['patch_len']} differs from the adapter's patch_len "
+                                  f"{self.patch_len} (its token targets); set the adapter's patch_len instead")
+        return build_timeseries_encoder(name, **kwargs)
 
     def encoder_names(self) -> List[str]:
         return list(TIMESERIES_ENCODERS)

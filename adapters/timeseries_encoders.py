@@ -14,6 +14,12 @@ optionally with ``"hidden"`` (B, T) bool, the steps hidden by timestamp masking.
   zeroed outside the mask (so a series reads zeros after its end, exactly as a convolution's
   own zero padding would give it alone), there is no batch normalisation, and pooling only sees
   real steps. A series therefore embeds the same alone or in a batch with longer ones.
+- ``patchtst``: PatchTST-style patch tokens (Nie et al., "A Time Series is Worth 64 Words:
+  Long-term Forecasting with Transformers", ICLR 2023): the series is cut into non-overlapping
+  patches of ``patch_len`` steps (all channels of a patch form one token), each linearly
+  embedded (:class:`PatchStem`), then the shared :class:`multissl.transformer.TokenEncoder`.
+  This is the encoder of the masked methods (``mae``, ``data2vec``); a patch whose first step is
+  padding is a padding token.
 """
 from __future__ import annotations
 
@@ -151,8 +157,53 @@ class TS2VecEncoder(nn.Module):
         return self.pool(self.forward_tokens(batch), batch["mask"])
 
 
+def patchify_series(x: torch.Tensor, mask: torch.Tensor, patch_len: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Series (B, C, T) -> non-overlapping patches (B, N, patch_len * C) and the token padding
+    mask (B, N) (True = padding), N = ceil(T / patch_len). Steps past the end are zero; inside a
+    patch the values are ordered step-major, ``(step, channel)``."""
+    b, c, t = x.shape
+    pad = (-t) % patch_len
+    x = F.pad(x * mask.unsqueeze(1).to(x.dtype), (0, pad))
+    patches = x.reshape(b, c, -1, patch_len).permute(0, 2, 3, 1).reshape(b, -1, patch_len * c)
+    first_real = F.pad(mask, (0, pad))[:, ::patch_len]
+    return patches, ~first_real
+
+
+class PatchStem(nn.Module):
+    """Linear embedding of non-overlapping series patches (PatchTST); ``forward(batch) ->
+    (tokens (B, N, dim), padding_mask (B, N))``. ``target_dim`` = values per patch, the size of
+    the masked methods' reconstruction targets (:meth:`TimeSeriesAdapter.tokens`)."""
+
+    def __init__(self, in_channels: int, patch_len: int, dim: int) -> None:
+        super().__init__()
+        if min(in_channels, patch_len, dim) < 1:
+            raise ConfigError("in_channels, patch_len and dim must be positive")
+        self.in_channels = int(in_channels)
+        self.patch_len = int(patch_len)
+        self.target_dim = self.patch_len * self.in_channels
+        self.proj = nn.Linear(self.target_dim, dim)
+
+    def forward(self, batch: SeriesBatch) -> Tuple[torch.Tensor, torch.Tensor]:
+        x, mask = unpack_series(batch)
+        if x.shape[1] != self.in_channels:
+            raise ConfigError(f"encoder built for {self.in_channels} channel(s), got a batch with {x.shape[1]}")
+        patches, padding = patchify_series(x, mask, self.patch_len)
+        return self.proj(patches), padding
+
+
+def build_patchtst(in_channels: int, patch_len: int = 16, dim: int = 64, depth: int = 3, heads: int = 4,
+                   max_tokens: int = 256, dropout: float = 0.0, pool: str = "mean") -> nn.Module:
+    """``TokenEncoder(PatchStem(in_channels, patch_len, dim), ...)``: series up to
+    ``max_tokens * patch_len`` steps."""
+    from multissl.transformer import TokenEncoder
+
+    return TokenEncoder(PatchStem(in_channels, patch_len, dim), dim=dim, depth=depth, heads=heads,
+                        max_tokens=max_tokens, dropout=dropout, pool=pool)
+
+
 TIMESERIES_ENCODERS: Dict[str, Callable[..., nn.Module]] = {
     "ts2vec": TS2VecEncoder,
+    "patchtst": build_patchtst,
 }
 
 
@@ -166,5 +217,5 @@ def build_timeseries_encoder(name: str, **kwargs: Any) -> nn.Module:
         raise ConfigError(f"time-series encoder {name!r}: {exc}") from None
 
 
-__all__ = ["TS2VecEncoder", "TIMESERIES_ENCODERS", "build_timeseries_encoder", "masked_mean", "masked_max",
+__all__ = ["TS2VecEncoder", "PatchStem", "build_patchtst", "patchify_series", "TIMESERIES_ENCODERS", "build_timeseries_encoder", "masked_mean", "masked_max",
            "POOLING"]

@@ -201,3 +201,43 @@ def test_pretrain_is_reproducible_with_a_seed():
               encoder_kwargs={"width": 8, "depth": 3, "embed_dim": 16})
     a, b = pretrain(x, **kw).embed(x), pretrain(x, **kw).embed(x)
     assert np.array_equal(a, b)
+
+
+def test_tokens_are_non_overlapping_patches_with_padding():
+    ad = TimeSeriesAdapter(patch_len=4)
+    data = ad.prepare([np.arange(10.0).reshape(1, 10), np.arange(16.0).reshape(1, 16)])
+    tb = ad.tokens(data, generator=torch.Generator().manual_seed(0))
+    tb.validate()
+    assert tb.targets.shape == (2, 4, 4) and tb.padding_mask.tolist() == [[False, False, False, True], [False] * 4]
+    # the targets are the patches of the inputs the encoder sees, padding zero
+    x = tb.inputs["x"]
+    assert torch.equal(tb.targets[1].reshape(-1), x[1, 0, :16])
+    assert torch.equal(tb.targets[0, 2, :2], x[0, 0, 8:10]) and (tb.targets[0, 2, 2:] == 0).all()
+    multi = TimeSeriesAdapter(patch_len=2, preset="light")
+    d2 = multi.prepare(np.arange(12.0).reshape(1, 2, 6))
+    t2 = multi.tokens(d2, generator=torch.Generator().manual_seed(0))
+    v = t2.inputs["x"][0]
+    assert torch.equal(t2.targets[0, 0], torch.stack([v[0, 0], v[1, 0], v[0, 1], v[1, 1]]))  # (step, channel)
+
+
+def test_patchtst_encoder_ignores_padding_and_matches_the_adapters_patches():
+    ad = TimeSeriesAdapter(patch_len=4)
+    data = ad.prepare([np.random.randn(1, t) for t in (9, 20)])
+    enc = ad.build_encoder("patchtst", dim=16, depth=1, heads=2).eval()
+    assert enc.target_dim == 4
+    together = enc(ad.eval_transform(data))
+    alone = enc(ad.eval_transform(take(data, torch.tensor([0]))))
+    assert torch.allclose(together[0], alone[0], atol=1e-5)
+    with pytest.raises(ConfigError, match="patch_len"):
+        ad.build_encoder("patchtst", patch_len=8)
+
+
+@pytest.mark.parametrize("method", ["mae", "data2vec"])
+def test_pretrain_masked_methods_on_series(method):
+    from multissl import pretrain
+
+    x = sine_series(16, 2, 40)
+    model = pretrain(x, adapter="timeseries", method=method, epochs=1, batch_size=8, progress=False,
+                     encoder_kwargs={"dim": 16, "depth": 1, "heads": 2})
+    assert model.config["encoder"]["name"] == "patchtst"
+    assert np.isfinite(model.embed(x)).all()
