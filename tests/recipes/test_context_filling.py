@@ -80,3 +80,25 @@ def test_listed_and_runs_as_a_script() -> None:
     assert "context_filling" in available_recipes()
     r = subprocess.run([sys.executable, str(RECIPE), "--help"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "--modality" in r.stdout
+
+
+def test_text_branch_masked_words_vs_unigram(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    words = ["free", "call", "now", "see", "you", "later", "the", "the", "the", "prize", "home", "soon"]
+    lines = [("spam" if i % 3 == 0 else "ham") + "\t" + " ".join(rng.choice(words, size=rng.integers(4, 9)))
+             for i in range(60)]
+    (tmp_path / "sms.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["--modality", "text", "--data", str(tmp_path / "sms.tsv"), "--output", str(out), *TINY]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["modality"] == "text" and m["num_pretrain"] == 48 and m["num_heldout"] == 12
+    assert m["method_hparams"]["mask_ratio"] == 0.15  # the text adapter's recommendation
+    w = m["words"]
+    assert w["hidden_tokens"] >= 12 and w["hidden_words"] >= 12  # at least one per text
+    assert w["unigram_guesses"][0] == "the"  # the most frequent word of the pretraining texts
+    for key in ("token_top1", "token_top5", "word_top1"):
+        assert 0.0 <= w[key]["unigram"] <= 1.0 and 0.0 <= w[key]["mae"] <= 1.0
+    assert w["token_top5"]["unigram"] >= w["token_top1"]["unigram"]
+    assert len(w["examples"]) == 8 and "[MASK]" in w["examples"][0]["masked"]
+    model = SSLModel.from_pretrained(out / "final")
+    assert model.embed(["call me now", "see you"]).shape == (2, 128)
