@@ -31,6 +31,7 @@ red, from-scratch detector blue, scores >= 0.5) and the SSL model in ``<output>/
 from __future__ import annotations
 
 import argparse
+import copy
 import functools
 import os
 import sys
@@ -67,6 +68,7 @@ class Args:
     fpn_channels: int = 64
     head_convs: int = 2
     det_steps: int = 300
+    det_seeds: int = 1
     det_batch_size: int = 8
     det_lr: float = 1e-3
     score_threshold: float = 0.5
@@ -98,6 +100,8 @@ def parse_args(argv: Optional[List[str]] = None) -> Args:
     p.add_argument("--fpn-channels", type=int, default=d.fpn_channels)
     p.add_argument("--head-convs", type=int, default=d.head_convs, help="conv layers in each FCOS head branch")
     p.add_argument("--det-steps", type=int, default=d.det_steps, help="detector optimiser steps (both detectors)")
+    p.add_argument("--det-seeds", type=int, default=d.det_seeds,
+                   help="train both detectors this many times (head init, scratch trunk init, data order)")
     p.add_argument("--det-batch-size", type=int, default=d.det_batch_size)
     p.add_argument("--det-lr", type=float, default=d.det_lr, help="AdamW lr of the detector (trunk, FPN and head)")
     p.add_argument("--score-threshold", type=float, default=d.score_threshold,
@@ -106,7 +110,7 @@ def parse_args(argv: Optional[List[str]] = None) -> Args:
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
     for name in ("scene_size", "unlabeled_scenes", "labelled_scenes", "test_scenes", "max_faces", "crop_size",
-                 "crops_per_scene", "ssl_epochs", "fpn_channels", "head_convs", "det_steps"):
+                 "crops_per_scene", "ssl_epochs", "fpn_channels", "head_convs", "det_steps", "det_seeds"):
         if getattr(a, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(a, name)}")
     if a.ssl_batch_size < 2 or a.det_batch_size < 2:
@@ -203,8 +207,9 @@ def _batch(images: np.ndarray, boxes: Sequence[np.ndarray], idx: np.ndarray, g: 
 
 
 def train_detector(detector: "nn.Module", images: np.ndarray, boxes: Sequence[np.ndarray], args: Args,
-                   name: str, device: "torch.device") -> List[Dict[str, float]]:
-    """AdamW with 5% linear warm-up and cosine decay for ``args.det_steps`` steps; returns the loss log."""
+                   name: str, device: "torch.device", seed: int) -> List[Dict[str, float]]:
+    """AdamW with 5% linear warm-up and cosine decay for ``args.det_steps`` steps; returns the loss log.
+    ``seed`` draws the data order and augmentations (the same for the SSL and from-scratch detector)."""
     import math
 
     import torch
@@ -214,7 +219,7 @@ def train_detector(detector: "nn.Module", images: np.ndarray, boxes: Sequence[np
     warmup = max(1, args.det_steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / warmup if s < warmup else 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(1, args.det_steps - warmup))))
-    g = np.random.default_rng(args.seed + 7)  # the same data order and augmentations for both detectors
+    g = np.random.default_rng(seed)
     order: List[int] = []
     log = []
     t0 = time.perf_counter()
@@ -392,32 +397,37 @@ def run(args: Args) -> Dict[str, Any]:
     print(f"SSL ({args.method}) done in {t_ssl:.0f}s, final loss {history[-1]['loss']:.3f}" if history else
           f"SSL ({args.method}) done in {t_ssl:.0f}s", flush=True)
 
-    def fresh_trunk() -> "nn.Module":
-        torch.manual_seed(args.seed)
+    def fresh_trunk(run: int = 0) -> "nn.Module":
+        torch.manual_seed(args.seed + run)
         return adapter.build_encoder(args.encoder, **encoder_kwargs)
 
     untrained = fresh_trunk()
     ssl_trunk = model.encoder
 
-    # 2. the two detectors: identical but for the trunk's starting weights
-    results: Dict[str, Any] = {}
+    # 2. the two detectors, identical but for the trunk's starting weights; per run a new head
+    #    init, scratch trunk init and data order, shared by both
+    runs: Dict[str, List[Dict[str, Any]]] = {"ssl": [], "scratch": []}
     predictions: Dict[str, List[Dict[str, np.ndarray]]] = {}
     trunks: Dict[str, "nn.Module"] = {}
     logs: Dict[str, Any] = {}
-    import copy
-
-    for name, trunk in (("ssl", copy.deepcopy(ssl_trunk)), ("scratch", fresh_trunk())):
-        t = time.perf_counter()
-        detector = build_detector(trunk, mean, std, args, seed=args.seed + 1)
-        print(f"training the detector with the {name} trunk on {len(labelled)} labelled scenes, "
-              f"{args.det_steps} steps of {args.det_batch_size}", flush=True)
-        log = train_detector(detector, labelled.images, labelled.boxes, args, name, device)
-        predictions[name] = detect(detector, test.images, device)
-        results[name] = {**detection_metrics(predictions[name], test.boxes, args.score_threshold),
-                         "train_seconds": round(time.perf_counter() - t, 1), "final_loss": log[-1]["loss"]}
-        logs[name] = log[:: max(1, len(log) // 50)] + [log[-1]]
-        trunks[f"{name}_detector_trunk"] = detector.backbone.trunk
-        print(f"  {name}: AP@0.5 on unseen people {results[name]['ap50']:.3f}", flush=True)
+    for run_i in range(args.det_seeds):
+        for name, trunk in (("ssl", copy.deepcopy(ssl_trunk)), ("scratch", fresh_trunk(run_i))):
+            t = time.perf_counter()
+            detector = build_detector(trunk, mean, std, args, seed=args.seed + 1 + run_i)
+            print(f"training the detector with the {name} trunk on {len(labelled)} labelled scenes, "
+                  f"{args.det_steps} steps of {args.det_batch_size} (run {run_i + 1}/{args.det_seeds})", flush=True)
+            log = train_detector(detector, labelled.images, labelled.boxes, args, name, device, seed=args.seed + 7 + run_i)
+            preds = detect(detector, test.images, device)
+            runs[name].append({**detection_metrics(preds, test.boxes, args.score_threshold),
+                               "train_seconds": round(time.perf_counter() - t, 1), "final_loss": log[-1]["loss"]})
+            print(f"  {name}: AP@0.5 on unseen people {runs[name][-1]['ap50']:.3f}", flush=True)
+            if run_i == 0:  # the figure and the identification use the first run's detectors
+                predictions[name] = preds
+                logs[name] = log[:: max(1, len(log) // 50)] + [log[-1]]
+                trunks[f"{name}_detector_trunk"] = detector.backbone.trunk
+    results = {name: {**{k: float(np.mean([r[k] for r in rs])) for k in rs[0]},
+                      "ap50_std": float(np.std([r["ap50"] for r in rs])), "runs": rs} for name, rs in runs.items()}
+    diffs = [s["ap50"] - c["ap50"] for s, c in zip(runs["ssl"], runs["scratch"])]
 
     # 3. identification of the unseen people, one enrolled image per person
     test_faces = np.flatnonzero(np.isin(faces.people, test_people))
@@ -438,7 +448,8 @@ def run(args: Args) -> Dict[str, Any]:
                "backgrounds": args.backgrounds, "train_people": train_people.tolist(),
                "test_people": test_people.tolist(), "num_crops": int(len(crops)),
                "num_faces": {"labelled": int(sum(map(len, labelled.boxes))), "test": int(sum(map(len, test.boxes)))},
-               "detection": results, "ssl_minus_scratch_ap50": results["ssl"]["ap50"] - results["scratch"]["ap50"],
+               "detection": results, "ssl_minus_scratch_ap50": float(np.mean(diffs)),
+               "ssl_minus_scratch_ap50_runs": diffs, "ssl_wins": int(sum(d > 0 for d in diffs)),
                "identification": ident, "ssl_seconds": round(t_ssl, 1), "ssl_history": history,
                "detector_loss": logs, "total_seconds": round(time.perf_counter() - t0, 1)}
     write_json_atomic(out / "metrics.json", metrics)
@@ -446,11 +457,14 @@ def run(args: Args) -> Dict[str, Any]:
                     out / "detections.png", args.score_threshold)
     thr = args.score_threshold
     print()
-    print(f"{'detector (test: unseen people)':<34}{'AP@0.5':>8}{f'P@{thr}':>8}{f'R@{thr}':>8}")
+    print(f"{'detector (test: unseen people)':<34}{'AP@0.5':>8}{'+-std':>8}{f'P@{thr}':>8}{f'R@{thr}':>8}"
+          f"   (mean of {args.det_seeds} run(s))")
     for name in ("ssl", "scratch"):
         r = results[name]
-        print(f"{name + ' trunk':<34}{r['ap50']:>8.3f}{r[f'precision_at_{thr}']:>8.3f}{r[f'recall_at_{thr}']:>8.3f}")
-    print(f"SSL minus scratch AP@0.5: {metrics['ssl_minus_scratch_ap50']:+.3f}")
+        print(f"{name + ' trunk':<34}{r['ap50']:>8.3f}{r['ap50_std']:>8.3f}{r[f'precision_at_{thr}']:>8.3f}"
+              f"{r[f'recall_at_{thr}']:>8.3f}")
+    print(f"SSL minus scratch AP@0.5: {metrics['ssl_minus_scratch_ap50']:+.3f} (better in {metrics['ssl_wins']}/"
+          f"{len(diffs)} runs: {', '.join(f'{d:+.3f}' for d in diffs)})")
     print(f"\n{'identification, 1 enrolled image':<34}{'acc':>8}{'min':>8}   ({len(test_people)} unseen people, "
           f"chance {1 / len(test_people):.3f})")
     for name, r in ident.items():

@@ -139,16 +139,26 @@ TINY = ["--scene-size", "64", "--train-people", "3", "--unlabeled-scenes", "8", 
         "--det-steps", "3", "--det-batch-size", "2", "--no-progress"]
 
 
+def test_help_lists_the_options(capsys):
+    with pytest.raises(SystemExit) as e:
+        fd.parse_args(["--help"])
+    assert e.value.code == 0 and "--det-seeds" in capsys.readouterr().out
+
+
 def test_end_to_end_tiny_run(orl_folder, background_folder, tmp_path, capsys):
     out = tmp_path / "run"
-    assert fd.main(["--faces", str(orl_folder), "--backgrounds", str(background_folder), "--output", str(out), *TINY]) == 0
+    assert fd.main(["--faces", str(orl_folder), "--backgrounds", str(background_folder), "--output", str(out), *TINY,
+                    "--det-seeds", "2"]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert len(m["train_people"]) == 3 and len(m["test_people"]) == 2
     assert not set(m["train_people"]) & set(m["test_people"])
     for name in ("ssl", "scratch"):
         assert 0.0 <= m["detection"][name]["ap50"] <= 1.0
         assert m["detection"][name]["num_faces"] == m["num_faces"]["test"] >= 4
+        runs = m["detection"][name]["runs"]
+        assert len(runs) == 2 and m["detection"][name]["ap50"] == pytest.approx(np.mean([r["ap50"] for r in runs]))
     assert m["ssl_minus_scratch_ap50"] == pytest.approx(m["detection"]["ssl"]["ap50"] - m["detection"]["scratch"]["ap50"])
+    assert len(m["ssl_minus_scratch_ap50_runs"]) == 2
     ident = m["identification"]
     assert set(ident) == {"raw_pixels", "untrained_encoder", "ssl_encoder", "ssl_detector_trunk", "scratch_detector_trunk"}
     assert all(v["rounds"] == 3 and v["chance"] == 0.5 for v in ident.values())
