@@ -17,7 +17,11 @@ user's references (per-user normalisation). Three systems share this scoring:
 - ``ssl``: Euclidean distance between the embeddings of the pretrained encoder;
 - ``dtw``: DTW on (x, y, dx, dy, pressure), each channel z-scored per signature (the classic
   baseline, :mod:`multissl.evaluation.dtw`);
-- ``fused``: ``w * ssl + (1 - w) * dtw`` of the two per-user normalised scores.
+- ``fused``: ``w * ssl + (1 - w) * dtw`` of the two per-user normalised scores, ``w`` fixed a
+  priori (``--fusion-weight``);
+- ``fused_cv``: the same with ``w`` chosen per fold by cross-validation across folds: the
+  weight of :data:`FUSION_GRID` with the lowest per-user skilled EER on the *other* folds'
+  users, so no evaluated user's label ever chooses its own weight.
 
 Reports skilled- and random-forgery EER, per user (each user's own threshold, averaged) and
 pooled (one threshold for everyone), mean and std over trials, and the cost per comparison.
@@ -27,8 +31,8 @@ pooled (one threshold for everyone), mean and std over trials, and the cost per 
     accelerate launch -m multissl.recipes.signature_verification --data signatures/ --folds 4
 
 ``--data``: a folder of SVC2004 files ``U<user>S<signature>.TXT``. Writes
-``<output>/metrics.json``, ``<output>/det.png`` (DET curves) and each fold's encoder in
-``<output>/fold<k>/final``.
+``<output>/metrics.json``, ``<output>/det.png`` (DET curves), ``<output>/distances.npz`` (every
+computed SSL and DTW distance) and each fold's encoder in ``<output>/fold<k>/final``.
 """
 from __future__ import annotations
 
@@ -42,8 +46,11 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-SYSTEMS = ("ssl", "dtw", "fused")
-SYSTEM_LABELS = {"ssl": "SSL embedding", "dtw": "DTW (x, y, dx, dy, p)", "fused": "fused SSL + DTW"}
+SYSTEMS = ("ssl", "dtw", "fused", "fused_cv")
+SYSTEM_LABELS = {"ssl": "SSL embedding", "dtw": "DTW (x, y, dx, dy, p)", "fused": "fused, fixed weight",
+                 "fused_cv": "fused, cross-fold weight"}
+#: SSL weights the cross-fold fusion chooses from
+FUSION_GRID = tuple(round(w, 1) for w in np.linspace(0.0, 1.0, 11))
 KINDS = ("skilled", "random")
 #: the features of the DTW baseline, z-scored per signature
 DTW_FEATURES = ["x", "y", "dx", "dy", "pressure"]
@@ -184,9 +191,30 @@ def scores_for_trial(dist: Dict[str, np.ndarray], corpus: Corpus, fold_users: Li
     return out
 
 
-def fuse(scores: Dict[str, Dict[int, Dict[str, np.ndarray]]], weight: float) -> Dict[int, Dict[str, np.ndarray]]:
-    return {u: {k: weight * scores["ssl"][u][k] + (1 - weight) * scores["dtw"][u][k] for k in scores["ssl"][u]}
+def fuse(scores: Dict[str, Dict[int, Dict[str, np.ndarray]]], weight: Dict[int, float]) -> Dict[int, Dict[str, np.ndarray]]:
+    """``weight[u] * ssl + (1 - weight[u]) * dtw`` of every user's normalised scores."""
+    return {u: {k: weight[u] * scores["ssl"][u][k] + (1 - weight[u]) * scores["dtw"][u][k] for k in scores["ssl"][u]}
             for u in scores["ssl"]}
+
+
+def cross_fold_weights(trials: List[Dict[str, Dict[int, Dict[str, np.ndarray]]]], folds: List[List[int]],
+                       grid: Sequence[float] = FUSION_GRID) -> List[float]:
+    """For each fold, the SSL weight of ``grid`` whose fused score has the lowest per-user
+    skilled-forgery EER (mean over trials) on the users of the *other* folds. Ties go to the
+    first in ``grid``."""
+    from multissl.evaluation.verification import eer
+
+    users = [u for fold in folds for u in fold]
+    err = {}  # (weight, user) -> mean EER over trials
+    for w in grid:
+        for u in users:
+            fused = [fuse({s: {u: t[s][u]} for s in ("ssl", "dtw")}, {u: w})[u] for t in trials]
+            err[w, u] = float(np.mean([eer(f["genuine"], f["skilled"]) for f in fused]))
+    chosen = []
+    for fold in folds:
+        others = [u for u in users if u not in fold]
+        chosen.append(float(min(grid, key=lambda w: (np.mean([err[w, u] for u in others]), list(grid).index(w)))))
+    return chosen
 
 
 def summarise(trials: List[Dict[str, Dict[int, Dict[str, np.ndarray]]]]) -> Dict[str, Any]:
@@ -223,6 +251,8 @@ def format_table(results: Dict[str, Any], timing: Dict[str, Any], header: str) -
             cells = "".join(f"{r[k]['per_user_eer']:>9.2f} ± {r[k]['per_user_eer_std']:<5.2f}"
                             f"{r[k]['pooled_eer']:>8.2f} ± {r[k]['pooled_eer_std']:<5.2f}" for k in KINDS)
             lines.append(f"{SYSTEM_LABELS[system]:<34}{cells}")
+        lines.append(f"SSL weight in the fusion, per fold: fixed {res['fused']['weights']}, "
+                     f"cross-fold {res['fused_cv']['weights']}")
     lines += ["", f"cost per comparison ({timing['threads']} thread(s), batched): DTW {timing['dtw_ms_per_comparison']:.3f} ms; "
               f"SSL {timing['ssl_ms_per_comparison_amortised']:.4f} ms amortised over the protocol "
               f"(embedding {timing['ssl_embed_ms_per_signature']:.3f} ms per signature, "
@@ -247,7 +277,7 @@ def plot_det(trials_by_system: Dict[str, List[Dict[int, Dict[str, np.ndarray]]]]
     ticks = np.array([0.1, 0.5, 1, 2, 5, 10, 20, 40])
     probit = lambda p: norm.ppf(np.clip(p, 5e-4, 1 - 5e-4))  # noqa: E731
     fig, ax = plt.subplots(figsize=(5.5, 5))
-    for color, system in zip(("tab:blue", "tab:orange", "tab:green"), SYSTEMS):
+    for color, system in zip(("tab:blue", "tab:orange", "tab:green", "tab:red"), SYSTEMS):
         for kind, style in zip(KINDS, ("-", "--")):
             trials = trials_by_system[system]
             g = np.concatenate([s[u]["genuine"] for s in trials for u in s])
@@ -269,6 +299,17 @@ def plot_det(trials_by_system: Dict[str, List[Dict[int, Dict[str, np.ndarray]]]]
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=120)
     plt.close(fig)
+    os.replace(tmp, path)
+
+
+def save_distances(path: Path, corpus: Corpus, dist: Dict[str, np.ndarray]) -> None:
+    """The computed distances (NaN where the protocol needs none), to re-score without
+    recomputing: ``user``, ``number`` (the files' ids) and one (N, N) matrix per system."""
+    import os
+
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez_compressed(tmp, user=corpus.user, number=corpus.number, files=np.array([f.name for f in corpus.files]),
+                        **{name: d.astype(np.float32) for name, d in dist.items()})
     os.replace(tmp, path)
 
 
@@ -314,8 +355,10 @@ def run(args: Args) -> Dict[str, Any]:
         print(f"signature_verification: {len(corpus.files)} signatures of {len(users)} users, {args.folds} folds "
               f"({', '.join(f'{f[0]}-{f[-1]}' for f in folds)}), {args.trials} trials of {args.enrol} references")
 
-    # DTW features of every signature, once: (x, y, dx, dy, pressure) z-scored per signature
-    dtw_adapter = SignatureAdapter(features=DTW_FEATURES, standardize="signature")
+    # DTW features of every signature, once: (x, y, dx, dy, pressure) z-scored per signature, at
+    # the tablet's own sampling (the classic recipe; resampling to a fixed length would erase the
+    # sample count, i.e. the duration, that tells a slow forgery from a fluent signature)
+    dtw_adapter = SignatureAdapter(features=DTW_FEATURES, standardize="signature", resample=None)
     dtw_in = dtw_adapter.eval_transform(dtw_adapter.prepare(corpus.files))
     dtw_x, dtw_len = dtw_in["x"], dtw_in["mask"].sum(1)
 
@@ -380,6 +423,8 @@ def run(args: Args) -> Dict[str, Any]:
     if not state.is_main_process:
         state.wait_for_everyone()
         return {}
+    out.mkdir(parents=True, exist_ok=True)
+    save_distances(out / "distances.npz", corpus, dist)
 
     results: Dict[str, Any] = {}
     det_trials: Dict[str, List[Any]] = {}
@@ -392,9 +437,14 @@ def run(args: Args) -> Dict[str, Any]:
                 part = scores_for_trial(dist, corpus, fold, rng, args, reduction)
                 for s in per_system:
                     per_system[s].update(part[s])
-            per_system["fused"] = fuse(per_system, args.fusion_weight)
+            per_system["fused"] = fuse(per_system, {u: args.fusion_weight for u in users})
             trials.append(per_system)
+        weights = cross_fold_weights(trials, folds)
+        for per_system in trials:
+            per_system["fused_cv"] = fuse(per_system, {u: w for fold, w in zip(folds, weights) for u in fold})
         results[reduction] = summarise(trials)
+        results[reduction]["fused"]["weights"] = [args.fusion_weight] * len(folds)
+        results[reduction]["fused_cv"]["weights"] = weights
         for system in SYSTEMS:  # per fold: which users' encoder did better or worse
             per_user = results[reduction][system]["per_user"]
             results[reduction][system]["per_fold"] = [
@@ -421,9 +471,11 @@ def run(args: Args) -> Dict[str, Any]:
 
     targets = {}
     for reduction, res in results.items():
-        ssl, dtw, fused = (res[s]["skilled"]["per_user_eer"] for s in SYSTEMS)
+        ssl, dtw, fused, fused_cv = (res[s]["skilled"]["per_user_eer"] for s in SYSTEMS)
         targets[reduction] = {"ssl_minus_dtw_skilled_per_user": ssl - dtw, "ssl_within_1_point_of_dtw": ssl <= dtw + 1.0,
-                              "dtw_minus_fused_skilled_per_user": dtw - fused, "fused_beats_dtw_by_0.5": fused <= dtw - 0.5}
+                              "dtw_minus_fused_skilled_per_user": dtw - fused, "fused_beats_dtw_by_0.5": fused <= dtw - 0.5,
+                              "dtw_minus_fused_cv_skilled_per_user": dtw - fused_cv,
+                              "fused_cv_beats_dtw_by_0.5": fused_cv <= dtw - 0.5}
 
     metrics = {"recipe": "signature_verification", "data": str(args.data), "args": asdict(args),
                "protocol": {"users": users, "folds": folds, "trials": args.trials, "enrol": args.enrol,
@@ -438,7 +490,7 @@ def run(args: Args) -> Dict[str, Any]:
     plot_det(det_trials, out / "det.png", header + f"\npooled over trials, {args.reductions[0]} score")
     print()
     print(format_table(results, timing, header))
-    print(f"\nwrote {out / 'metrics.json'}, {out / 'det.png'}, encoders in {out}/fold*/final")
+    print(f"\nwrote {out / 'metrics.json'}, {out / 'det.png'}, {out / 'distances.npz'}, encoders in {out}/fold*/final")
     state.wait_for_everyone()
     return metrics
 

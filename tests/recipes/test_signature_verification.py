@@ -6,11 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from multissl.recipes import available_recipes
-from multissl.recipes.signature_verification import main, user_folds
+from multissl.recipes.signature_verification import FUSION_GRID, cross_fold_weights, main, user_folds
 from tests.adapters.test_signature_io import synthetic_svc2004_folder
 
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "signature_verification.py"
@@ -36,12 +37,15 @@ def test_writes_metrics_det_plot_and_fold_encoders(run):
     assert [p["train_users"] for p in m["pretrain"]] == [[3, 4], [1, 2]]
     assert [p["num_signatures"] for p in m["pretrain"]] == [20, 20]
     for reduction in ("min", "mean"):
-        for system in ("ssl", "dtw", "fused"):
+        for system in ("ssl", "dtw", "fused", "fused_cv"):
             r = m["eer_percent"][reduction][system]
             for kind in ("skilled", "random"):
                 assert 0 <= r[kind]["per_user_eer"] <= 100 and 0 <= r[kind]["pooled_eer"] <= 100
             assert set(r["per_user"]) == {"1", "2", "3", "4"} and len(r["per_fold"]) == 2
-        assert set(m["targets"][reduction]) >= {"ssl_within_1_point_of_dtw", "fused_beats_dtw_by_0.5"}
+        assert set(m["targets"][reduction]) >= {"ssl_within_1_point_of_dtw", "fused_beats_dtw_by_0.5",
+                                                "fused_cv_beats_dtw_by_0.5"}
+        assert m["eer_percent"][reduction]["fused"]["weights"] == [0.5, 0.5]
+        assert all(w in FUSION_GRID for w in m["eer_percent"][reduction]["fused_cv"]["weights"])
     # the synthetic forgeries are slow and shaky: DTW separates them from the genuine signatures
     assert m["eer_percent"]["min"]["dtw"]["skilled"]["per_user_eer"] < 20
     t = m["timing"]
@@ -49,6 +53,14 @@ def test_writes_metrics_det_plot_and_fold_encoders(run):
     assert t["dtw_comparisons"] == 2 * 2 * 4 * 16 and t["ssl_signatures"] == 40
     assert t["dtw_ms_per_comparison"] > 0 and t["ssl_ms_per_verification"] > 0
     assert (out / "det.png").stat().st_size > 5000
+    # every distance the protocol used, saved for re-scoring: symmetric, one per comparison
+    d = np.load(out / "distances.npz")
+    assert d["user"].tolist() == [u for u in range(1, 5) for _ in range(10)]
+    for system in ("ssl", "dtw"):
+        known = ~np.isnan(d[system])
+        assert (known == known.T).all() and np.array_equal(d[system][known], d[system].T[known])
+        assert (d[system][known] >= 0).all()
+    assert np.isnan(d["dtw"][0, 20]) and np.isnan(d["ssl"][0, 20])  # users 1 and 3: different folds, never compared
     assert (out / "fold0" / "final" / "model.safetensors").is_file()
     assert (out / "fold1" / "final" / "model.safetensors").is_file()
 
@@ -65,6 +77,25 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
     assert not (tmp_path / "out").exists()  # nothing written before the data is known to be good
     with pytest.raises(SystemExit):
         main(["--data", str(tmp_path / "data"), "--folds", "1"])
+
+
+def _scores(genuine: float, skilled: float, spread: float) -> dict:
+    """Normalised scores of one user: genuine around ``genuine``, skilled around ``skilled``."""
+    rng = np.random.default_rng(int(1000 * genuine + 10 * skilled))
+    g = genuine + spread * rng.standard_normal(15)
+    return {"genuine": g, "skilled": skilled + spread * rng.standard_normal(20), "random": g + 5}
+
+
+def test_cross_fold_weights_come_from_the_other_folds_users():
+    # users 1-2: only the SSL score separates forgeries; users 3-4: only DTW does. Each fold
+    # must get the weight that is best for the *other* fold, never its own.
+    good, bad = (1.0, 3.0, 0.2), (1.0, 1.0, 2.0)  # bad: no separation, and noisy enough to spoil a fusion
+    trials = [{"ssl": {1: _scores(*good), 2: _scores(*good), 3: _scores(*bad), 4: _scores(*bad)},
+               "dtw": {1: _scores(*bad), 2: _scores(*bad), 3: _scores(*good), 4: _scores(*good)}} for _ in range(2)]
+    to_fold_0, to_fold_1 = cross_fold_weights(trials, [[1, 2], [3, 4]])
+    assert to_fold_0 <= 0.2 and to_fold_1 >= 0.8  # chosen on users 3-4 (DTW is good) and on users 1-2 (SSL is)
+    # a grid of one weight has no choice to make
+    assert cross_fold_weights(trials, [[1, 2], [3, 4]], grid=[0.3]) == [0.3, 0.3]
 
 
 def test_user_folds():
