@@ -487,7 +487,9 @@ def run(args: Args) -> Dict[str, Any]:
     write_json_atomic(out / "metrics.json", metrics)
     header = (f"signature verification, {Path(args.data).name}: {len(users)} users in {args.folds} folds, "
               f"{args.trials} trials, {args.enrol} references from S1-S{args.enrol_from}")
-    plot_det(det_trials, out / "det.png", header + f"\npooled over trials, {args.reductions[0]} score")
+    plot_det(det_trials, out / "det.png",
+             f"{Path(args.data).name}: {len(users)} users, {args.folds} folds, {args.trials} trials of {args.enrol} references\n"
+             f"pooled scores (one threshold for all users), {args.reductions[0]} distance")
     print()
     print(format_table(results, timing, header))
     print(f"\nwrote {out / 'metrics.json'}, {out / 'det.png'}, {out / 'distances.npz'}, encoders in {out}/fold*/final")
