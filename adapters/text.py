@@ -174,10 +174,23 @@ class TextAdapter(Adapter):
         a saved ``datasets`` folder, Parquet/Arrow, a ``datasets.Dataset`` or a pandas
         DataFrame. The first call on an unfitted adapter trains the tokenizer on these texts.
         """
+        if isinstance(data, dict) and "ids" in data and "lengths" in data:
+            return self._check_prepared(data)  # already prepared (e.g. a subset handed to pretrain)
         records = self._read(data)
         if not self.is_fitted:
             self._fit_texts(records.texts)
         return self.encode(records.texts)
+
+    def _check_prepared(self, data: TextBatch) -> TextBatch:
+        ids, lengths = data["ids"], data["lengths"]
+        if not (isinstance(ids, torch.Tensor) and ids.ndim == 2 and not ids.is_floating_point()
+                and isinstance(lengths, torch.Tensor) and lengths.shape == ids.shape[:1]):
+            raise DataError("prepared text data must hold 'ids' long (N, L) and 'lengths' long (N,)")
+        if not self.is_fitted:
+            raise ConfigError("prepared ids but no tokenizer in the config; fit on raw texts first")
+        if ids.shape[1] > self.max_length or (len(ids) and int(ids.max()) >= self.tokenizer.vocab_size):
+            raise DataError("prepared ids do not match this adapter's tokenizer / max_length")
+        return {"ids": ids.long(), "lengths": lengths.long()}
 
     def encode(self, texts: Sequence[str]) -> TextBatch:
         """Already-validated strings -> prepared ids (no reading, no checks)."""
