@@ -1,0 +1,172 @@
+"""UCR/UEA classification with frozen representations: multissl vs untrained encoder vs T-Loss.
+
+Protocol (the project's issue #4; :mod:`multissl.evaluation.timeseries_protocol`):
+
+- datasets bundled offline by aeon (``aeon.datasets.load_classification``): GunPoint and
+  ItalyPowerDemand (UCR, univariate), BasicMotions (UEA, 6 channels); official train/test splits;
+- the encoder is pretrained on the train split **without labels** through ``multissl.pretrain``
+  (the time-series adapter's default encoder, TS2Vec's dilated CNN, max-pooled; width 64, depth 8,
+  128-d by default -- the paper's depth 10 and 320-d with ``--depth 10 --embed-dim 320``; the method given by ``--method``, default ``ts2vec``; a budget of
+  ``--iters`` optimiser steps at batch 8, TS2Vec's 200 for small data);
+- every train and test series -> one vector; RBF SVM with C by 5-fold cross-validation over
+  10^-4 .. 10^4 and a hard margin (hard margin directly on tiny train sets), plus a linear probe;
+- references, with the same SVM: the same encoder **untrained** (the initial weights of the same
+  seed), the raw series (flattened, same normalisation), and the published T-Loss figures
+  (Franceschi et al. 2019, K = 10 negatives, SVM on the encoder trained on the train split):
+  GunPoint 0.980, ItalyPowerDemand 0.954, BasicMotions 1.0;
+- few labels (GunPoint): the pretrained encoder fine-tuned with 5 labelled series per class vs the
+  same encoder trained from scratch on those series (``multissl.evaluation.finetune``, identical
+  augmentation, optimiser and steps), one label draw per seed.
+
+    pip install -e ".[benchmarks]"                        # aeon
+    nice -n 5 python benchmarks/ucr.py                    # 3 datasets x 3 seeds (~10 min on 2 CPU cores)
+    python benchmarks/ucr.py --quick                      # 1 seed, 20 steps: a smoke run
+
+Prints the table and writes ``benchmarks/results/ucr.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import REPO, log, machine_info, print_table, set_threads, write_json  # noqa: E402
+
+DATASETS = ("GunPoint", "ItalyPowerDemand", "BasicMotions")
+#: Franceschi et al. 2019, Table 2 / Table 3 (K = 10), SVM accuracy on the official test splits
+TLOSS_K10 = {"GunPoint": 0.980, "ItalyPowerDemand": 0.954, "BasicMotions": 1.0}
+#: TS2Vec's encoder size is width 64, depth 10, 320-d (Yue et al. 2022, sec. 4); the defaults here
+#: are smaller (--depth, --embed-dim) to fit 3 datasets x 3 seeds into minutes on a 2-core CPU
+ENCODER = {"width": 64, "depth": 10, "embed_dim": 320}
+
+
+def load(name: str):
+    from aeon.datasets import load_classification
+
+    xtr, ytr = load_classification(name, split="train")
+    xte, yte = load_classification(name, split="test")
+    classes = sorted(set(ytr) | set(yte))
+    index = {c: i for i, c in enumerate(classes)}
+    return (xtr.astype(np.float32), np.array([index[c] for c in ytr]),
+            xte.astype(np.float32), np.array([index[c] for c in yte]))
+
+
+def run_dataset(name: str, args: argparse.Namespace) -> Dict[str, Any]:
+    from multissl import pretrain
+    from multissl.adapters import get_adapter
+    from multissl.evaluation import FinetuneConfig, finetune, linear_probe
+    from multissl.evaluation.few_labels import sample_per_class
+    from multissl.evaluation.timeseries_protocol import svm_classify
+    from multissl.trainer import embed_prepared
+
+    xtr, ytr, xte, yte = load(name)
+    steps_per_epoch = max(1, len(xtr) // args.batch_size)
+    epochs = max(1, math.ceil(args.iters / steps_per_epoch))
+    log(f"{name}: train {xtr.shape}, test {xte.shape}, {len(set(ytr))} classes; {epochs} epochs x "
+        f"{steps_per_epoch} steps")
+    runs: List[Dict[str, Any]] = []
+    for seed in args.seeds:
+        t0 = time.perf_counter()
+        model = pretrain(xtr, adapter="timeseries", method=args.method, epochs=epochs, batch_size=args.batch_size,
+                         seed=seed, encoder="ts2vec", encoder_kwargs=dict(ENCODER), progress=False,
+                         mixed_precision="no")
+        t_pre = time.perf_counter() - t0
+        ad = model.adapter
+        ptr, pte = ad.prepare(xtr), ad.prepare(xte)
+        ztr, zte = embed_prepared(model.encoder, ad, ptr).numpy(), embed_prepared(model.encoder, ad, pte).numpy()
+        torch.manual_seed(seed)  # pretrain() seeds the initial weights the same way
+        untrained = ad.build_encoder("ts2vec", **ENCODER).eval()
+        utr, ute = embed_prepared(untrained, ad, ptr).numpy(), embed_prepared(untrained, ad, pte).numpy()
+        rtr = ad.eval_transform(ptr)["x"].reshape(len(xtr), -1).numpy()
+        rte = ad.eval_transform(pte)["x"].reshape(len(xte), -1).numpy()
+        ssl = svm_classify(ztr, ytr, zte, yte, seed=seed)
+        run = {
+            "seed": seed,
+            "pretrain_seconds": round(t_pre, 1),
+            "final_loss": model.config["history"][-1]["loss"],
+            "ssl_svm": ssl["accuracy"], "ssl_svm_C": ssl["C"],
+            "untrained_svm": svm_classify(utr, ytr, ute, yte, seed=seed)["accuracy"],
+            "raw_svm": svm_classify(rtr, ytr, rte, yte, seed=seed)["accuracy"],
+            "ssl_linear": linear_probe(ztr, ytr, zte, yte),
+            "untrained_linear": linear_probe(utr, ytr, ute, yte),
+        }
+        if name in args.few_label_datasets:
+            lab = sample_per_class(ytr, np.arange(len(ytr)), args.labels_per_class, seed)
+            cfg = FinetuneConfig(steps=args.finetune_steps, batch_size=8, lr=1e-3, seed=seed, device="cpu")
+            sub = {k: v[torch.as_tensor(lab)] for k, v in ptr.items()}
+            torch.manual_seed(seed)
+            scratch = ad.build_encoder("ts2vec", **ENCODER)
+            for row, enc in (("scratch_finetune", scratch), ("ssl_finetune", model.encoder)):
+                run[f"few_{row}"] = finetune(enc, ad, sub, ytr[lab], pte, yte, embed_dim=model.embed_dim,
+                                             config=cfg)["accuracy"]
+        runs.append(run)
+        log(f"  seed {seed}: " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+                                         for k, v in run.items() if k != "seed"))
+    keys = [k for k in runs[0] if k not in ("seed", "ssl_svm_C")]
+    summary = {k: {"mean": statistics.fmean(r[k] for r in runs),
+                   "std": statistics.pstdev([r[k] for r in runs]) if len(runs) > 1 else 0.0} for k in keys}
+    return {"train_shape": list(xtr.shape), "test_shape": list(xte.shape), "epochs": epochs,
+            "steps": epochs * steps_per_epoch, "tloss_k10": TLOSS_K10[name], "runs": runs, "summary": summary}
+
+
+def main(argv: List[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--datasets", nargs="+", default=list(DATASETS))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--method", default="ts2vec")
+    p.add_argument("--iters", type=int, default=200, help="optimiser steps of pretraining (TS2Vec: 200)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--few-label-datasets", nargs="*", default=["GunPoint"])
+    p.add_argument("--labels-per-class", type=int, default=5)
+    p.add_argument("--finetune-steps", type=int, default=200)
+    p.add_argument("--depth", type=int, default=8, help="encoder blocks (TS2Vec: 10)")
+    p.add_argument("--embed-dim", type=int, default=128, help="per-step and pooled width (TS2Vec: 320)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1: fastest on a shared 2-core CPU)")
+    p.add_argument("--quick", action="store_true", help="1 seed, 20 steps")
+    p.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "ucr.json"))
+    args = p.parse_args(argv)
+    if args.quick:
+        args.seeds, args.iters, args.finetune_steps = [0], 20, 20
+    try:
+        import aeon  # noqa: F401
+    except ImportError:
+        print("benchmarks/ucr.py needs aeon: pip install -e '.[benchmarks]'", file=sys.stderr)
+        return 2
+    set_threads(args.threads)
+    ENCODER.update(depth=args.depth, embed_dim=args.embed_dim)
+    t0 = time.perf_counter()
+    results = {name: run_dataset(name, args) for name in args.datasets}
+    rows = []
+    for name, r in results.items():
+        s = r["summary"]
+        rows.append([name, f"{s['ssl_svm']['mean']:.3f} ± {s['ssl_svm']['std']:.3f}",
+                     f"{s['untrained_svm']['mean']:.3f} ± {s['untrained_svm']['std']:.3f}",
+                     f"{s['raw_svm']['mean']:.3f}", r["tloss_k10"],
+                     f"{s['ssl_linear']['mean']:.3f}", f"{s['untrained_linear']['mean']:.3f}"])
+    print()
+    table = print_table(rows, ["dataset", f"multissl {args.method} SVM", "untrained SVM", "raw SVM",
+                               "T-Loss K=10", "multissl linear", "untrained linear"])
+    few = {n: r["summary"] for n, r in results.items() if "few_ssl_finetune" in r["summary"]}
+    for n, s in few.items():
+        print(f"\n{n}, {args.labels_per_class} labels/class, fine-tuned: pretrained "
+              f"{s['few_ssl_finetune']['mean']:.3f} ± {s['few_ssl_finetune']['std']:.3f} vs from scratch "
+              f"{s['few_scratch_finetune']['mean']:.3f} ± {s['few_scratch_finetune']['std']:.3f}")
+    payload = {"benchmark": "ucr", "command": "python benchmarks/ucr.py " + " ".join(argv or sys.argv[1:]),
+               "config": vars(args), "encoder": ENCODER, "machine": machine_info("cpu"),
+               "total_seconds": round(time.perf_counter() - t0, 1), "results": results, "table": table}
+    write_json(args.output, payload)
+    print(f"\nwrote {args.output} ({payload['total_seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
