@@ -2,8 +2,8 @@
 
 A modality contributes only a **stem**: an ``nn.Module`` whose ``forward(inputs)`` returns
 ``(x, padding_mask)`` -- content embeddings ``x`` (B, N, dim) *without* positions, and a (B, N)
-bool mask (True = padding) or None. The encoder adds learned positional embeddings (initialised
-with sine-cosine codes, 2-D when the stem has a ``grid`` attribute), runs pre-norm
+bool mask (True = padding) or None. The encoder layer-normalises them, adds learned positional
+embeddings (initialised with sine-cosine codes, 2-D when the stem has a ``grid`` attribute), runs pre-norm
 blocks (Vaswani et al. 2017; pre-norm as in ViT, Dosovitskiy et al. 2021) and pools.
 
 Why the split: the masked methods need to get between tokenisation and the blocks (MAE drops the
@@ -163,12 +163,17 @@ class TokenEncoder(nn.Module):
         self.heads = int(heads)
         self.max_tokens = int(max_tokens)
         self.pool = pool
+        # The stem's output is layer-normalised before the positions are added: stems start at very
+        # different scales (BERT-style token embeddings std 0.02, a patch projection ~0.5), and the
+        # position codes must neither drown the content nor vanish next to it.
+        self.embed_norm = nn.LayerNorm(dim)
         self.pos_embed = nn.Parameter(torch.zeros(1, self.max_tokens, dim))
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if pool == "cls" else None
         self.blocks = nn.ModuleList(TransformerBlock(dim, heads, mlp_ratio, dropout) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
         init_transformer_weights(self.blocks)
         init_transformer_weights(self.norm)
+        init_transformer_weights(self.embed_norm)
         with torch.no_grad():  # learned, but starting from sine-cosine codes (see sincos_positions)
             self.pos_embed.copy_(sincos_positions(self.max_tokens, dim, self.grid).unsqueeze(0))
         if self.cls_token is not None:
@@ -257,7 +262,7 @@ class TokenEncoder(nn.Module):
              return_layers: Union[bool, str]) -> Tuple[torch.Tensor, List[torch.Tensor]]:
         if return_layers not in (False, True, "ffn"):
             raise ConfigError(f"return_layers must be False, True or 'ffn', got {return_layers!r}")
-        h = x + self._positions(x, keep).to(x.dtype)
+        h = self.embed_norm(x) + self._positions(x, keep).to(x.dtype)
         if self.cls_token is not None:
             h = torch.cat([self.cls_token.expand(h.shape[0], -1, -1).to(h.dtype), h], dim=1)
             if padding_mask is not None:
