@@ -58,11 +58,11 @@ class Args:
     tickers: List[str] = field(default_factory=lambda: ["msft", "aapl"])
     output: str = "runs/stock_prediction"
     window: int = 32
-    test_starts: List[str] = field(default_factory=lambda: ["2013-01-01", "2015-01-01"])
+    test_starts: List[str] = field(default_factory=lambda: ["2014-01-01", "2016-01-01"])
     test_end: Optional[str] = None
     train_years: Optional[float] = None  # only the last N years before each split (None: all the past)
     method: str = "ts2vec"
-    epochs: int = 4
+    epochs: int = 1
     batch_size: int = 64
     embed_dim: int = 64
     depth: int = 5
@@ -79,7 +79,7 @@ def parse_args(argv: Optional[List[str]] = None) -> Args:
                    help="file name prefixes inside --data (ignored for a single file)")
     p.add_argument("--output", default=Args.output)
     p.add_argument("--window", type=int, default=Args.window, help="days per input window")
-    p.add_argument("--test-starts", nargs="+", default=["2013-01-01", "2015-01-01"],
+    p.add_argument("--test-starts", nargs="+", default=["2014-01-01", "2016-01-01"],
                    help="walk-forward fold starts (YYYY-MM-DD); each fold tests until the next start")
     p.add_argument("--test-end", default=None, help="end of the last fold (default: end of data)")
     p.add_argument("--train-years", type=float, default=None, help="train on at most the last N years")
