@@ -26,6 +26,7 @@ import numpy as np
 #: ``fn(output, epochs=None|int, seeds=int, method=None|str, progress=bool)`` and returns its metrics
 DEMOS: Dict[str, str] = {
     "image": "multissl.demo:image_demo",
+    "text": "multissl.demo_text:text_demo",
     "timeseries": "multissl.demo_timeseries:timeseries_demo",
 }
 

@@ -197,3 +197,15 @@ def test_pretrain_mae_is_masked_language_modelling():
                      encoder_kwargs={"depth": 1, "dim": 32, "heads": 2})
     assert np.isfinite(model.config["history"][-1]["loss"])
     assert model.embed(texts[:4]).shape == (4, 32)
+
+
+def test_demo_corpus_is_real_labelled_text_shipped_with_python():
+    from multissl.demo import DEMOS
+    from multissl.demo_text import STDLIB_AREAS, stdlib_docstrings
+
+    assert DEMOS["text"] == "multissl.demo_text:text_demo"
+    texts, labels, areas = stdlib_docstrings()
+    assert areas == list(STDLIB_AREAS)
+    assert len(texts) == len(labels) > 400 and len(set(texts)) == len(texts)
+    assert np.bincount(labels).min() >= 50  # enough for 16 labels per class and a 30% test split
+    assert all(len(t.split()) >= 4 for t in texts)

@@ -1,0 +1,512 @@
+"""Shared machinery of the text-classification recipes (``spam_detection``, ``text_categorization``).
+
+Protocol, for every seed s in ``range(--seeds)``:
+
+1. a stratified ``1 - test_fraction`` / ``test_fraction`` split of the labelled records
+   (``random_state = s``);
+2. for every k in ``--labels-per-class`` (``all`` = every training record), the same labelled
+   subset for every row: k records per class drawn from the training part with seed s;
+3. rows, all evaluated on the same test records:
+
+   - ``tfidf_lr``: TF-IDF of word 1-2-grams + character 2-5-grams (sublinear tf), logistic
+     regression with C (and, with all labels, class weighting) chosen by stratified
+     cross-validation on the labelled subset -- what a practitioner would fit;
+   - ``scratch_finetune``: the text encoder from random weights, fine-tuned end to end;
+   - ``ssl_probe``: logistic regression on the frozen SSL embeddings (C by the same CV);
+   - ``ssl_finetune``: the SSL encoder fine-tuned exactly like the from-scratch one (same
+     augmentation -- the adapter's light token dropout --, optimiser, steps).
+
+The SSL encoder is pretrained once, without labels, on ``--pretrain-on all`` records (the
+texts of every split, labels never read; the vectoriser of the TF-IDF baseline is fitted on
+the same texts, so both get the unlabeled corpus) or, with ``--pretrain-on train``, once per
+split on its training texts only (the test texts never seen; costs ``--seeds`` pretrainings).
+
+Metrics: accuracy, MCC, macro F1, and for a binary task with ``positive_label`` the F1 of the
+positive class (spam F1). ``metrics.json`` holds every run; the plot shows the main metric
+against labels per class.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+ROWS = ("tfidf_lr", "scratch_finetune", "ssl_probe", "ssl_finetune")
+ROW_LABELS = {
+    "tfidf_lr": "TF-IDF (word+char) + LR, C by CV",
+    "scratch_finetune": "from scratch (same aug, same budget)",
+    "ssl_probe": "SSL frozen + LR, C by CV",
+    "ssl_finetune": "SSL fine-tuned",
+}
+ALL = 0  # labels_per_class value meaning "every training record"
+C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
+
+
+@dataclass
+class Args:
+    data: str
+    output: str
+    text_column: Optional[str] = None
+    label_column: str = "label"
+    column_names: Optional[List[str]] = None
+    positive_label: Optional[str] = None
+    test_fraction: float = 0.3
+    labels_per_class: List[int] = field(default_factory=lambda: [8, 32, ALL])
+    seeds: int = 5
+    method: str = "simclr"
+    preset: Optional[str] = None
+    mask_ratio: Optional[float] = None
+    temperature: Optional[float] = None
+    encoder: str = "transformer"
+    dim: Optional[int] = None
+    depth: Optional[int] = None
+    vocab_size: Optional[int] = None
+    max_length: Optional[int] = None
+    epochs: int = 10
+    batch_size: int = 64
+    lr: Optional[float] = None
+    pretrain_on: str = "all"
+    finetune_steps: int = 200
+    finetune_epochs_all: float = 3.0
+    finetune_batch_size: int = 32
+    finetune_lr: float = 1e-3
+    finetune_encoder_lr_ratio: float = 0.5
+    max_records: Optional[int] = None
+    rows: List[str] = field(default_factory=lambda: list(ROWS))
+    threads: Optional[int] = None
+    seed: int = 0
+    progress: bool = True
+
+
+def build_parser(prog: str, description: str, defaults: Dict[str, Any]) -> argparse.ArgumentParser:
+    d = {**asdict(Args(data="", output="")), **defaults}
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--data", default=d.get("data") or None, required=not d.get("data"),
+                   help="CSV/TSV/text file, Parquet/Arrow or a saved datasets folder with text + label columns")
+    p.add_argument("--output", default=d["output"])
+    p.add_argument("--text-column", default=d["text_column"], help="text column(s), comma-separated to join several")
+    p.add_argument("--label-column", default=d["label_column"])
+    p.add_argument("--column-names", default=",".join(d["column_names"]) if d["column_names"] else None,
+                   help="comma-separated names of the columns of a header-less CSV/TSV file")
+    p.add_argument("--positive-label", default=d["positive_label"],
+                   help="the positive class of a binary task (F1 of this class is reported)")
+    p.add_argument("--test-fraction", type=float, default=d["test_fraction"])
+    p.add_argument("--labels-per-class", default=",".join("all" if k == ALL else str(k) for k in d["labels_per_class"]),
+                   help="comma-separated k values; 'all' = every training record")
+    p.add_argument("--seeds", type=int, default=d["seeds"], help="splits / label draws (seeds 0..N-1)")
+    p.add_argument("--method", default=d["method"], help="SSL method (simclr with SimCSE views, mae, data2vec, ...)")
+    p.add_argument("--preset", default=d["preset"], help="text view preset: simcse, token, light, none")
+    p.add_argument("--mask-ratio", type=float, default=d["mask_ratio"], help="mae/data2vec mask ratio")
+    p.add_argument("--temperature", type=float, default=d["temperature"], help="simclr temperature")
+    p.add_argument("--encoder", default=d["encoder"])
+    p.add_argument("--dim", type=int, default=d["dim"])
+    p.add_argument("--depth", type=int, default=d["depth"])
+    p.add_argument("--vocab-size", type=int, default=d["vocab_size"])
+    p.add_argument("--max-length", type=int, default=d["max_length"])
+    p.add_argument("--epochs", type=int, default=d["epochs"], help="pretraining epochs")
+    p.add_argument("--batch-size", type=int, default=d["batch_size"])
+    p.add_argument("--lr", type=float, default=d["lr"])
+    p.add_argument("--pretrain-on", choices=["all", "train"], default=d["pretrain_on"])
+    p.add_argument("--finetune-steps", type=int, default=d["finetune_steps"], help="steps with k labels per class")
+    p.add_argument("--finetune-epochs-all", type=float, default=d["finetune_epochs_all"],
+                   help="fine-tuning epochs with all labels")
+    p.add_argument("--finetune-batch-size", type=int, default=d["finetune_batch_size"])
+    p.add_argument("--finetune-lr", type=float, default=d["finetune_lr"])
+    p.add_argument("--finetune-encoder-lr-ratio", type=float, default=d["finetune_encoder_lr_ratio"])
+    p.add_argument("--max-records", type=int, default=d["max_records"], help="a stratified subset of this size")
+    p.add_argument("--rows", default=",".join(d["rows"]), help=f"which rows to run, of {', '.join(ROWS)}")
+    p.add_argument("--threads", type=int, default=d["threads"], help="torch CPU threads")
+    p.add_argument("--seed", type=int, default=d["seed"], help="seed of the pretraining")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Optional[List[str]]) -> Args:
+    a = parser.parse_args(argv)
+    ks = []
+    for part in a.labels_per_class.split(","):
+        part = part.strip().lower()
+        if not part:
+            continue
+        if part == "all":
+            ks.append(ALL)
+            continue
+        try:
+            k = int(part)
+        except ValueError:
+            parser.error(f"--labels-per-class must list integers or 'all', got {a.labels_per_class!r}")
+        if k < 2:
+            parser.error("--labels-per-class values must be >= 2 (cross-validation needs two per class)")
+        ks.append(k)
+    if not ks:
+        parser.error("--labels-per-class is empty")
+    rows = [r.strip() for r in a.rows.split(",") if r.strip()]
+    bad = [r for r in rows if r not in ROWS]
+    if bad or not rows:
+        parser.error(f"--rows must list some of {', '.join(ROWS)}, got {a.rows!r}")
+    if not 0 < a.test_fraction < 1:
+        parser.error(f"--test-fraction must be in (0, 1), got {a.test_fraction}")
+    for name in ("seeds", "epochs", "batch_size", "finetune_steps", "finetune_batch_size"):
+        if getattr(a, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    names = [c.strip() for c in a.column_names.split(",")] if a.column_names else None
+    return Args(data=a.data, output=a.output, text_column=a.text_column, label_column=a.label_column,
+                column_names=names, positive_label=a.positive_label, test_fraction=a.test_fraction,
+                labels_per_class=ks, seeds=a.seeds, method=a.method, preset=a.preset, mask_ratio=a.mask_ratio,
+                temperature=a.temperature, encoder=a.encoder, dim=a.dim, depth=a.depth, vocab_size=a.vocab_size,
+                max_length=a.max_length, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
+                pretrain_on=a.pretrain_on, finetune_steps=a.finetune_steps,
+                finetune_epochs_all=a.finetune_epochs_all, finetune_batch_size=a.finetune_batch_size,
+                finetune_lr=a.finetune_lr, finetune_encoder_lr_ratio=a.finetune_encoder_lr_ratio,
+                max_records=a.max_records, rows=rows, threads=a.threads, seed=a.seed, progress=not a.no_progress)
+
+
+# ------------------------------------------------------------------------------------ data
+def load_corpus(args: Args) -> Tuple[List[str], np.ndarray, List[str], Optional[int]]:
+    """Texts, integer labels, class names and the positive class index (binary tasks)."""
+    from multissl.adapters.text_io import read_texts
+    from multissl.errors import DataError
+
+    records = read_texts(args.data, column=args.text_column, label_column=args.label_column,
+                         column_names=args.column_names)
+    classes = sorted(set(records.labels))
+    if len(classes) < 2:
+        raise DataError(f"{args.data}: column {args.label_column!r} has {len(classes)} class; need at least 2")
+    y = np.asarray([classes.index(v) for v in records.labels], dtype=np.int64)
+    positive = None
+    if args.positive_label is not None:
+        if args.positive_label not in classes:
+            raise DataError(f"{args.data}: no record has label {args.positive_label!r} (labels: {', '.join(classes)})")
+        if len(classes) != 2:
+            raise DataError(f"{args.data}: --positive-label needs a binary task, found {len(classes)} classes")
+        positive = classes.index(args.positive_label)
+    texts = records.texts
+    if args.max_records and args.max_records < len(texts):
+        from sklearn.model_selection import train_test_split
+
+        idx, _ = train_test_split(np.arange(len(y)), train_size=args.max_records, stratify=y, random_state=args.seed)
+        idx = np.sort(idx)
+        texts, y = [texts[i] for i in idx], y[idx]
+    return texts, y, classes, positive
+
+
+def split(y: np.ndarray, test_fraction: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
+    from sklearn.model_selection import train_test_split
+
+    from multissl.errors import DataError
+
+    try:
+        train, test = train_test_split(np.arange(len(y)), test_size=test_fraction, stratify=y, random_state=seed)
+    except ValueError as e:
+        raise DataError(f"cannot make a stratified split ({e})") from None
+    return np.sort(train), np.sort(test)
+
+
+def labelled_subset(y: np.ndarray, train: np.ndarray, k: int, seed: int) -> np.ndarray:
+    from multissl.evaluation.few_labels import sample_per_class
+
+    return train if k == ALL else sample_per_class(y, train, k, seed)
+
+
+# ------------------------------------------------------------------------------------ metrics
+def scores(y_true: np.ndarray, y_pred: np.ndarray, positive: Optional[int]) -> Dict[str, float]:
+    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
+    out = {"accuracy": float(accuracy_score(y_true, y_pred)), "mcc": float(matthews_corrcoef(y_true, y_pred)),
+           "macro_f1": float(f1_score(y_true, y_pred, average="macro"))}
+    if positive is not None:
+        out["f1"] = float(f1_score(y_true, y_pred, pos_label=positive, average="binary"))
+    return out
+
+
+def _cv(y: np.ndarray, seed: int):
+    from sklearn.model_selection import StratifiedKFold
+
+    folds = int(min(5, np.bincount(y).min()))
+    return StratifiedKFold(n_splits=max(2, folds), shuffle=True, random_state=seed)
+
+
+def _cv_scoring(positive: Optional[int]) -> Any:
+    from sklearn.metrics import f1_score, make_scorer
+
+    if positive is None:
+        return "f1_macro"
+    return make_scorer(f1_score, pos_label=positive)
+
+
+def tuned_logistic_regression(x: Any, y: np.ndarray, seed: int, positive: Optional[int], scale: bool,
+                              all_labels: bool) -> Any:
+    """Logistic regression with C (and class weighting when the labels are imbalanced) chosen
+    by stratified CV on the labelled data only, refit on all of it."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    # liblinear: the usual solver for sparse TF-IDF, and fast at large C where L-BFGS crawls;
+    # it is binary, so several classes are one-vs-rest
+    clf: Any = LogisticRegression(solver="liblinear", max_iter=1000)
+    prefix = "logisticregression__"
+    if len(np.unique(y)) > 2:
+        clf = OneVsRestClassifier(clf)
+        prefix = "onevsrestclassifier__estimator__"
+    grid: Dict[str, Any] = {prefix + "C": list(C_GRID)}
+    if all_labels:
+        grid[prefix + "class_weight"] = [None, "balanced"]
+    pipe = make_pipeline(StandardScaler(), clf) if scale else make_pipeline(clf)
+    search = GridSearchCV(pipe, grid, cv=_cv(y, seed), scoring=_cv_scoring(positive), n_jobs=1)
+    search.fit(x, y)
+    return search
+
+
+def tfidf_features(corpus: Sequence[str]) -> Any:
+    """A fitted word 1-2-gram + char_wb 2-5-gram TF-IDF vectoriser (sublinear tf)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import make_union
+
+    vec = make_union(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, lowercase=True),
+                     TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2,
+                                     lowercase=True))
+    vec.fit(list(corpus))
+    return vec
+
+
+def summarise(runs: Dict[str, Dict[str, List[Dict[str, float]]]]) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for row, per_k in runs.items():
+        out[row] = {}
+        for k, lst in per_k.items():
+            if not lst:
+                continue
+            out[row][k] = {m: {"mean": float(np.mean([r[m] for r in lst])), "std": float(np.std([r[m] for r in lst])),
+                               "runs": [r[m] for r in lst]} for m in lst[0]}
+    return out
+
+
+def k_name(k: int) -> str:
+    return "all" if k == ALL else str(k)
+
+
+def format_table(summary: Dict[str, Any], metrics: Sequence[str], n_seeds: int) -> str:
+    ks = list(next(iter(summary.values())).keys())
+    lines = []
+    for m in metrics:
+        head = f"{m + ' (mean ± std, ' + str(n_seeds) + ' seeds)':<42}" + "".join(
+            f"{(k + ' labels/class') if k != 'all' else 'all labels':>20}" for k in ks)
+        lines += [head, "-" * len(head)]
+        for row, per_k in summary.items():
+            cells = "".join(f"{per_k[k][m]['mean']:>12.4f} ± {per_k[k][m]['std']:.3f}" if k in per_k else f"{'-':>20}"
+                            for k in ks)
+            lines.append(f"{ROW_LABELS[row]:<42}{cells}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(summary: Dict[str, Any], metric: str, path: Path, title: str, n_train_per_class: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    ticks: Dict[float, str] = {}
+    for row, per_k in summary.items():
+        xs, ms, ss = [], [], []
+        for k, v in per_k.items():
+            x = n_train_per_class if k == "all" else float(k)
+            ticks[x] = f"all\n(~{n_train_per_class:.0f})" if k == "all" else k
+            xs.append(x)
+            ms.append(v[metric]["mean"])
+            ss.append(v[metric]["std"])
+        ax.errorbar(xs, ms, yerr=ss, marker="o", capsize=3, label=ROW_LABELS[row])
+    ax.set_xscale("log")
+    ax.set_xticks(sorted(ticks))
+    ax.set_xticklabels([ticks[x] for x in sorted(ticks)])
+    ax.minorticks_off()
+    ax.set_xlabel("labelled records per class")
+    ax.set_ylabel(f"test {metric.replace('_', ' ')}")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------------ the run
+def run(args: Args, recipe: str, log: Callable[[str], None] = print,
+        targets: Optional[Callable[[Dict[str, Any], Args], Dict[str, Any]]] = None) -> Dict[str, Any]:
+    import torch
+
+    from multissl.adapters.base import take
+    from multissl.adapters.text import TextAdapter
+    from multissl.api import pretrain
+    from multissl.evaluation import FinetuneConfig, finetune
+    from multissl.evaluation.finetune import predict
+    from multissl.evaluation.few_labels import write_json_atomic
+    from multissl.trainer import embed_prepared
+
+    t0 = time.perf_counter()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    texts, y, classes, positive = load_corpus(args)
+    n_classes = len(classes)
+    splits = [split(y, args.test_fraction, s) for s in range(args.seeds)]
+    smallest = min(int(np.bincount(y[tr], minlength=n_classes).min()) for tr, _ in splits)
+    few = [k for k in args.labels_per_class if k != ALL]
+    if few and max(few) > smallest:
+        from multissl.errors import DataError
+
+        raise DataError(f"{args.data}: a class has only {smallest} training records, fewer than "
+                        f"--labels-per-class {max(few)}")
+    log(f"{recipe}: {len(texts)} labelled texts, classes {', '.join(f'{c} ({int((y == i).sum())})' for i, c in enumerate(classes))}; "
+        f"{args.seeds} stratified {1 - args.test_fraction:.0%}/{args.test_fraction:.0%} splits")
+
+    adapter_config: Dict[str, Any] = {}
+    for key, value in (("preset", args.preset), ("vocab_size", args.vocab_size), ("max_length", args.max_length)):
+        if value is not None:
+            adapter_config[key] = value
+    encoder_kwargs = {k: v for k, v in (("dim", args.dim), ("depth", args.depth)) if v is not None}
+    method_kwargs: Dict[str, Any] = {}
+    if args.mask_ratio is not None:
+        method_kwargs["mask_ratio"] = args.mask_ratio
+    if args.temperature is not None:
+        method_kwargs["temperature"] = args.temperature
+    want = set(args.rows)
+    need_ssl = bool(want & {"ssl_probe", "ssl_finetune"})
+
+    # one pretraining (on every text) or one per split (on its training texts)
+    corpora = [np.arange(len(texts))] if args.pretrain_on == "all" else [tr for tr, _ in splits]
+    models: List[Tuple[Any, TextAdapter, Dict[str, torch.Tensor], Optional[np.ndarray]]] = []
+    pretrain_seconds: List[float] = []
+    history: List[Any] = []
+    for ci, corpus_idx in enumerate(corpora):
+        adapter = TextAdapter(**adapter_config)
+        adapter.fit([texts[i] for i in corpus_idx])
+        prepared = adapter.encode(texts)
+        model, z = None, None
+        if need_ssl:
+            t1 = time.perf_counter()
+            where = "all texts" if args.pretrain_on == "all" else f"split {ci}'s training texts"
+            log(f"pretraining {args.method} on {len(corpus_idx)} {where} without labels "
+                f"({args.encoder}, {args.epochs} epochs, vocabulary {adapter.tokenizer.vocab_size}, "
+                f"max_length {adapter.max_length})")
+            model = pretrain(take(prepared, torch.as_tensor(corpus_idx)), adapter=adapter, method=args.method,
+                             epochs=args.epochs, batch_size=args.batch_size, encoder=args.encoder,
+                             encoder_kwargs=encoder_kwargs, method_kwargs=method_kwargs, seed=args.seed,
+                             lr=args.lr, progress=args.progress)
+            pretrain_seconds.append(time.perf_counter() - t1)
+            history.append(model.config.get("history", []))
+            z = embed_prepared(model.encoder, adapter, prepared).numpy()
+        models.append((model, adapter, prepared, z))
+
+    vec = None
+    if "tfidf_lr" in want:
+        corpus_texts = texts if args.pretrain_on == "all" else None
+        vec = tfidf_features(corpus_texts) if corpus_texts is not None else None
+        x_all = vec.transform(texts) if vec is not None else None
+
+    runs: Dict[str, Dict[str, List[Dict[str, float]]]] = {r: {k_name(k): [] for k in args.labels_per_class}
+                                                          for r in ROWS if r in want}
+    chosen_c: Dict[str, List[Any]] = {"tfidf_lr": [], "ssl_probe": []}
+    t_rows = {r: 0.0 for r in runs}
+    for s, (train, test) in enumerate(splits):
+        model, adapter, prepared, z = models[0 if args.pretrain_on == "all" else s]
+        if "tfidf_lr" in want and args.pretrain_on == "train":
+            vec = tfidf_features([texts[i] for i in train])
+            x_all = vec.transform(texts)
+        test_data = take(prepared, torch.as_tensor(test))
+        for k in args.labels_per_class:
+            kn = k_name(k)
+            lab = labelled_subset(y, train, k, s)
+            line = []
+            if "tfidf_lr" in runs:
+                t1 = time.perf_counter()
+                search = tuned_logistic_regression(x_all[lab], y[lab], s, positive, scale=False, all_labels=k == ALL)
+                runs["tfidf_lr"][kn].append(scores(y[test], search.predict(x_all[test]), positive))
+                chosen_c["tfidf_lr"].append({"k": kn, "seed": s, **search.best_params_})
+                t_rows["tfidf_lr"] += time.perf_counter() - t1
+            if "ssl_probe" in runs:
+                t1 = time.perf_counter()
+                search = tuned_logistic_regression(z[lab], y[lab], s, positive, scale=True, all_labels=k == ALL)
+                runs["ssl_probe"][kn].append(scores(y[test], search.predict(z[test]), positive))
+                chosen_c["ssl_probe"].append({"k": kn, "seed": s, **search.best_params_})
+                t_rows["ssl_probe"] += time.perf_counter() - t1
+            steps = args.finetune_steps if k != ALL else max(1, int(round(
+                args.finetune_epochs_all * len(lab) / args.finetune_batch_size)))
+            ft = FinetuneConfig(steps=steps, batch_size=args.finetune_batch_size, lr=args.finetune_lr,
+                                encoder_lr_ratio=args.finetune_encoder_lr_ratio, seed=s)
+            for row in ("scratch_finetune", "ssl_finetune"):
+                if row not in runs:
+                    continue
+                t1 = time.perf_counter()
+                if row == "scratch_finetune":
+                    torch.manual_seed(s)
+                    enc = adapter.build_encoder(args.encoder, **encoder_kwargs)
+                else:
+                    enc = model.encoder
+                r = finetune(enc, adapter, take(prepared, torch.as_tensor(lab)), y[lab], embed_dim=enc.embed_dim,
+                             num_classes=n_classes, config=ft)
+                pred = predict(r["model"], adapter, test_data).numpy()
+                runs[row][kn].append(scores(y[test], pred, positive))
+                t_rows[row] += time.perf_counter() - t1
+            main = "f1" if positive is not None else "accuracy"
+            line = "  ".join(f"{r}={runs[r][kn][-1][main]:.3f}" for r in runs)
+            log(f"  seed {s}, {kn} labels/class ({len(lab)} labelled): {main} {line}")
+
+    summary = summarise(runs)
+    main_metric = "f1" if positive is not None else "accuracy"
+    metric_list = (["f1", "accuracy", "mcc"] if positive is not None else ["accuracy", "macro_f1", "mcc"])
+    n_train_per_class = float(np.mean([len(tr) for tr, _ in splits])) / n_classes
+    metrics = {
+        "recipe": recipe, "data": str(args.data), "classes": classes,
+        "positive_label": args.positive_label, "num_records": len(texts),
+        "num_test": int(len(splits[0][1])), "num_train": int(len(splits[0][0])),
+        "pretrain_on": args.pretrain_on, "num_pretrain": [int(len(c)) for c in corpora] if need_ssl else [],
+        "args": asdict(args), "results": summary, "chosen_hyperparameters": chosen_c,
+        "pretrain_seconds": [round(t, 1) for t in pretrain_seconds], "row_seconds": {k: round(v, 1) for k, v in t_rows.items()},
+        "total_seconds": round(time.perf_counter() - t0, 1), "pretrain_history": history,
+        "machine": f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPUs, torch threads "
+                   f"{torch.get_num_threads()}, CUDA {'yes' if torch.cuda.is_available() else 'no'}",
+    }
+    if targets is not None:
+        metrics["targets"] = targets(summary, args)
+    if models[0][1] is not None:
+        metrics["tokenizer"] = {"vocab_size": models[0][1].tokenizer.vocab_size, "max_length": models[0][1].max_length}
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "metrics.json", metrics)
+    plot(summary, main_metric, out / f"{main_metric}_vs_labels.png", f"{recipe}: {Path(args.data).name}",
+         n_train_per_class)
+    if need_ssl and models[0][0] is not None:
+        models[0][0].save_pretrained(out / "final")
+    log("")
+    log(format_table(summary, metric_list, args.seeds))
+    for name, t in metrics.get("targets", {}).items():
+        log(f"target {name}: {'MET' if t['met'] else 'missed'} ({t['detail']})")
+    log(f"wrote {out / 'metrics.json'}, {out / (main_metric + '_vs_labels.png')}"
+        + (f", model in {out / 'final'}" if need_ssl else "") + f"; {metrics['total_seconds']:.0f} s")
+    return metrics
+
+
+def main(recipe: str, parser: argparse.ArgumentParser, argv: Optional[List[str]],
+         targets: Optional[Callable[[Dict[str, Any], Args], Dict[str, Any]]] = None) -> int:
+    from multissl.errors import UserError
+
+    args = parse_args(parser, argv)
+    try:
+        run(args, recipe, targets=targets)
+    except UserError as e:
+        print(f"{recipe}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
