@@ -101,7 +101,8 @@ def run_dataset(name: str, args: argparse.Namespace) -> Dict[str, Any]:
         }
         if name in args.few_label_datasets:
             lab = sample_per_class(ytr, np.arange(len(ytr)), args.labels_per_class, seed)
-            cfg = FinetuneConfig(steps=args.finetune_steps, batch_size=8, lr=1e-3, seed=seed, device="cpu")
+            cfg = FinetuneConfig(steps=args.finetune_steps, batch_size=8, lr=1e-3, seed=seed, device="cpu",
+                                 probe_steps=args.finetune_probe_steps)
             sub = {k: v[torch.as_tensor(lab)] for k, v in ptr.items()}
             torch.manual_seed(seed)
             scratch = ad.build_encoder("ts2vec", **ENCODER)
@@ -128,6 +129,8 @@ def main(argv: List[str] | None = None) -> int:
     p.add_argument("--few-label-datasets", nargs="*", default=["GunPoint"])
     p.add_argument("--labels-per-class", type=int, default=5)
     p.add_argument("--finetune-steps", type=int, default=200)
+    p.add_argument("--finetune-probe-steps", type=int, default=0,
+                   help="LP-FT: train the head alone on frozen features first (both encoders alike)")
     p.add_argument("--depth", type=int, default=8, help="encoder blocks (TS2Vec: 10)")
     p.add_argument("--embed-dim", type=int, default=128, help="per-step and pooled width (TS2Vec: 320)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: fastest on a shared 2-core CPU)")
