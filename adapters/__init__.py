@@ -24,6 +24,7 @@ _BUILTIN: Dict[str, str] = {
     "signature": "multissl.adapters.signature:SignatureAdapter",
     "text": "multissl.adapters.text:TextAdapter",
     "timeseries": "multissl.adapters.timeseries:TimeSeriesAdapter",
+    "video": "multissl.adapters.video:VideoAdapter",
 }
 _REGISTERED: Dict[str, Type[Adapter]] = {}
 

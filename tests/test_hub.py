@@ -68,6 +68,13 @@ def _timeseries_data(tmp: Path) -> str:
     return str(path)
 
 
+def _video_data(tmp: Path) -> str:
+    rng = np.random.default_rng(0)
+    path = tmp / "clips.npy"
+    np.save(path, rng.integers(0, 256, (16, 4, 16, 16, 1), dtype=np.uint8))  # (N, T, H, W, C) uint8 clips
+    return str(path)
+
+
 #: adapter name -> (writes a small dataset in real file form and returns what ``pretrain`` and
 #: ``SSLModel.embed`` take, pretrain keyword arguments). Every built-in adapter must be here.
 ROUND_TRIP: Dict[str, tuple] = {
@@ -75,6 +82,7 @@ ROUND_TRIP: Dict[str, tuple] = {
     "signature": (_signature_data, {"method": "vicreg", "batch_size": 8}),
     "text": (_text_data, {"method": "simclr", "batch_size": 8}),
     "timeseries": (_timeseries_data, {"method": "simclr", "batch_size": 8}),
+    "video": (_video_data, {"method": "simclr", "batch_size": 8}),
 }
 
 
