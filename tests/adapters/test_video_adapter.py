@@ -185,3 +185,13 @@ def test_pretrain_and_save_load_round_trip(method, tmp_path):
     loaded = SSLModel.from_pretrained(model.save_pretrained(tmp_path / "model"))
     assert loaded.adapter.get_config() == model.adapter.get_config()
     np.testing.assert_allclose(loaded.embed(clips), emb, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["mae", "data2vec"])
+def test_masked_methods_train_on_tubelets(method):
+    clips = clips_nthwc(n=8, t=4, size=16, c=1)
+    model = pretrain(clips, adapter="video", method=method, epochs=1, batch_size=4, seed=0, progress=False,
+                     adapter_config={"clip_length": 4, "patch_size": 8})
+    assert model.encoder.__class__.__name__ == "TokenEncoder"     # the video ViT, not the 3D CNN
+    emb = model.embed(clips)
+    assert emb.shape == (8, 128) and np.isfinite(emb).all()
