@@ -99,8 +99,9 @@ class TimeSeriesAdapter(Adapter):
     """
 
     name: ClassVar[str] = "timeseries"
+    # TS2Vec (method and encoder) as in its paper for small data: batch 8-16, a few hundred steps
     defaults: ClassVar[Dict[str, Any]] = {
-        "method": "vicreg",
+        "method": "ts2vec",
         "epochs": 100,
         "batch_size": 16,
         "encoder": "ts2vec",
