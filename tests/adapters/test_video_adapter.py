@@ -1,16 +1,15 @@
 """The video adapter: readers (arrays of every layout, .npy, a real MP4 written with PyAV),
-bad input, clip sampling, clip-consistent augmentation, encoders, pretraining and a round trip."""
+bad input, clip sampling, clip-consistent augmentation, tokens and encoders (pretraining:
+test_video_pretrain.py)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from multissl import pretrain
 from multissl.adapters import get_adapter, list_adapters
 from multissl.adapters.video import VideoAdapter
 from multissl.errors import ConfigError, DataError
-from multissl.model import SSLModel
 
 av = pytest.importorskip("av")
 
@@ -172,26 +171,3 @@ def test_encoders_give_embeddings_and_gradients(name):
     assert h.shape == (2, enc.embed_dim)
     h.sum().backward()
     assert all(p.grad is not None for p in enc.parameters() if p.requires_grad)
-
-
-@pytest.mark.parametrize("method", ["simclr", "rotation"])
-def test_pretrain_and_save_load_round_trip(method, tmp_path):
-    torch.manual_seed(0)
-    clips = clips_nthwc(n=8, t=6, size=16, c=1)
-    model = pretrain(clips, adapter="video", method=method, epochs=1, batch_size=4, seed=0, progress=False,
-                     adapter_config={"clip_length": 4}, output_dir=str(tmp_path / "run"))
-    emb = model.embed(clips)
-    assert emb.shape == (8, 256) and np.isfinite(emb).all()
-    loaded = SSLModel.from_pretrained(model.save_pretrained(tmp_path / "model"))
-    assert loaded.adapter.get_config() == model.adapter.get_config()
-    np.testing.assert_allclose(loaded.embed(clips), emb, rtol=1e-5, atol=1e-5)
-
-
-@pytest.mark.parametrize("method", ["mae", "data2vec"])
-def test_masked_methods_train_on_tubelets(method):
-    clips = clips_nthwc(n=8, t=4, size=16, c=1)
-    model = pretrain(clips, adapter="video", method=method, epochs=1, batch_size=4, seed=0, progress=False,
-                     adapter_config={"clip_length": 4, "patch_size": 8})
-    assert model.encoder.__class__.__name__ == "TokenEncoder"     # the video ViT, not the 3D CNN
-    emb = model.embed(clips)
-    assert emb.shape == (8, 128) and np.isfinite(emb).all()
