@@ -423,12 +423,16 @@ def plot_predictions(preds: Dict[str, Dict[str, List[np.ndarray]]], path: Path) 
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(len(preds), 1, figsize=(10, 3.2 * len(preds)), squeeze=False)
+    def joined(parts: List[np.ndarray]) -> np.ndarray:
+        # a NaN after each fold: no line across the untested days between folds
+        return np.concatenate([np.append(np.asarray(a, dtype=float), np.nan) for a in parts])
+
     for ax, (t, p) in zip(axes[:, 0], preds.items()):
-        d = np.concatenate(p["date"]).astype("datetime64[D]").astype(object)
-        ax.plot(d, np.concatenate(p["truth"]), color="0.6", lw=0.8, label="realised (truth)")
-        ax.plot(d, np.concatenate(p["persistence"]), lw=0.8, alpha=0.7, label="persistence")
-        ax.plot(d, np.concatenate(p["lagged_ridge"]), lw=1.0, label="ridge on lagged features")
-        ax.plot(d, np.concatenate(p["ssl_ridge"]), lw=1.2, label="ridge on SSL embedding")
+        d = np.concatenate([np.append(a, a[-1]) for a in p["date"]]).astype("datetime64[D]").astype(object)
+        ax.plot(d, joined(p["truth"]), color="0.6", lw=0.8, label="realised (truth)")
+        ax.plot(d, joined(p["persistence"]), lw=0.8, alpha=0.7, label="persistence")
+        ax.plot(d, joined(p["lagged_ridge"]), lw=1.0, label="ridge on lagged features")
+        ax.plot(d, joined(p["ssl_ridge"]), lw=1.2, label="ridge on SSL embedding")
         ax.set_title(f"{t.upper()}: next-5-day realised volatility (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, ncol=4)
