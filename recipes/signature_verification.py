@@ -12,7 +12,7 @@ user's other genuine signatures (S1..S``--genuine``) against the user's skilled 
 (S``--genuine``+1 and above) and against random forgeries (the genuine signatures of the other
 users of the same fold). A questioned signature's score is its distance to the nearest
 reference (``min``; or the ``mean`` over references) divided by the mean distance between the
-user's references (per-user normalisation). Three systems share this scoring:
+user's references (per-user normalisation). Four systems share this scoring:
 
 - ``ssl``: Euclidean distance between the embeddings of the pretrained encoder;
 - ``dtw``: DTW on (x, y, dx, dy, pressure), each channel z-scored per signature (the classic
