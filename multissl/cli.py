@@ -236,7 +236,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except UserError as e:
-        print(f"multissl: error: {e}", file=sys.stderr)
+        message = str(e)
+        data = getattr(args, "data", None)
+        if isinstance(e, DataError) and data and str(Path(data).name) not in message:
+            message = f"{data}: {message}"  # "record 3: NaN ..." -> which file's record 3
+        print(f"multissl: error: {message}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("multissl: interrupted", file=sys.stderr)

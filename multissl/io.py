@@ -116,7 +116,10 @@ def _npz(p: Path) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     if xkey is None:
         raise DataError(f"{p}: .npz has arrays {names}; name the data array one of {', '.join(ARRAY_KEYS)}")
     ykey = next((k for k in LABEL_KEYS if k in names), None)
-    return arrays[xkey], (arrays[ykey] if ykey else None)
+    x, y = arrays[xkey], (arrays[ykey] if ykey else None)
+    if y is not None and len(y) != len(x):
+        raise DataError(f"{p}: {len(x)} records in {xkey!r} but {len(y)} labels in {ykey!r}; they must match")
+    return x, y
 
 
 def _parquet(files: List[str], path: str) -> Any:
