@@ -3,6 +3,11 @@ bad input, clip sampling, clip-consistent augmentation, tokens and encoders (pre
 test_video_pretrain.py)."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -171,3 +176,16 @@ def test_encoders_give_embeddings_and_gradients(name):
     assert h.shape == (2, enc.embed_dim)
     h.sum().backward()
     assert all(p.grad is not None for p in enc.parameters() if p.requires_grad)
+
+
+def test_cli_reports_a_truncated_video_in_one_line(tmp_path):
+    write_mp4(tmp_path / "ok.mp4", moving_bar())
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / "broken.mp4").write_bytes((tmp_path / "ok.mp4").read_bytes()[:300])
+    root = Path(__file__).resolve().parents[2]
+    r = subprocess.run([sys.executable, "-m", "multissl.cli", "pretrain", "--adapter", "video", "--data",
+                        str(tmp_path / "clips"), "--epochs", "1", "--output", str(tmp_path / "run"), "--no-progress"],
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(root)})
+    assert r.returncode == 2, r.stderr
+    assert "broken.mp4" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
