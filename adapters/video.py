@@ -9,8 +9,8 @@ then clip sampling and clip-consistent augmentation on the device, and 3D CNN / 
     >>> encoder = adapter.build_encoder()                    # small 3D CNN -> (B, 256)
 
 Accepted data: a uint8 array or tensor (N, T, H, W, C), (N, T, C, H, W) or (N, T, H, W)
-(grayscale) with C = 1 or 3; a ``.npy`` file of such an array; a video file, a folder of video
-files or a list of paths (decoded with PyAV, see :mod:`multissl.adapters.video_io`). Videos of
+(grayscale) with C = 1 or 3; a ``.npy`` file of such an array; a list of (T_i, H, W, C) arrays
+of different lengths; a video file, a folder of video files or a list of paths (decoded with PyAV, see :mod:`multissl.adapters.video_io`). Videos of
 different lengths are padded (``length`` holds the real frame counts); frames of a different size
 are resized to ``frame_size``. See ``docs/adapters/video.md``.
 """
@@ -156,7 +156,7 @@ class VideoAdapter(Adapter):
                 raise DataError("no videos: the list is empty")
             if all(isinstance(d, (str, Path)) for d in data):
                 return self._from_files([Path(d) for d in data])
-            raise DataError("a list of videos must hold file paths; pass arrays as one (N, T, H, W, C) array")
+            return self._from_records(data)
         if isinstance(data, (np.ndarray, torch.Tensor)):
             return self._from_array(data, source="array")
         raise DataError(f"unsupported video data of type {type(data).__name__}; pass a uint8 (N, T, H, W, C) array, "
@@ -349,14 +349,38 @@ class VideoAdapter(Adapter):
         out = torch.cat([resize(chunk, (h, w)) for chunk in a.reshape(N * T, *a.shape[2:]).split(1024)])
         return out.reshape(N, T, *out.shape[1:])
 
+    def _from_records(self, records: Sequence[Any]) -> Clips:
+        """A list of videos of different lengths, each a uint8 (T, H, W, C) or (T, H, W) array."""
+        arrays = []
+        for i, r in enumerate(records):
+            a = r.detach().cpu().numpy() if isinstance(r, torch.Tensor) else r
+            if not isinstance(a, np.ndarray):
+                raise DataError(f"record {i}: expected a uint8 (T, H, W, C) array or a file path, got {type(r).__name__}")
+            if a.dtype != np.uint8:
+                raise DataError(f"record {i}: expected uint8 frames (0-255), got dtype {a.dtype}")
+            if a.ndim == 3:
+                a = a[..., None]
+            if a.ndim != 4 or a.shape[-1] not in (1, 3):
+                raise DataError(f"record {i}: expected a video (T, H, W, C) with C = 1 or 3 or (T, H, W), "
+                                f"got shape {a.shape}")
+            if a.shape[0] == 0:
+                raise DataError(f"record {i}: the video has zero frames")
+            arrays.append((f"record {i}", a))
+        return self._stack(arrays)
+
     def _from_files(self, paths: Sequence[Path]) -> Clips:
+        return self._stack((str(p), read_video_file(p)) for p in paths)
+
+    def _stack(self, records: Any) -> Clips:
+        """Videos (label, uint8 (T, H, W, C)) converted to the adapter's channels and frame size,
+        padded to the longest."""
         videos = []
-        for p in paths:
-            frames = torch.from_numpy(read_video_file(p)).permute(0, 3, 1, 2)  # (T, C, H, W)
+        for p, array in records:
+            frames = torch.from_numpy(np.ascontiguousarray(array)).permute(0, 3, 1, 2)  # (T, C, H, W)
             if self.config.get("channels") == 1 and frames.shape[1] == 3:
                 frames = (frames.float() * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(
                     1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
-            frames = self._match_channels(frames.unsqueeze(0), str(p))
+            frames = self._match_channels(frames.unsqueeze(0), p)
             videos.append(self._match_size(frames)[0])
         lengths = [len(v) for v in videos]
         out = torch.zeros((len(videos), max(lengths), *videos[0].shape[1:]), dtype=torch.uint8)

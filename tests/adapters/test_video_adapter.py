@@ -189,3 +189,14 @@ def test_cli_reports_a_truncated_video_in_one_line(tmp_path):
     assert r.returncode == 2, r.stderr
     assert "broken.mp4" in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_list_of_arrays_of_different_lengths():
+    a, b = clips_nthwc(n=1, t=8)[0], clips_nthwc(n=1, t=5, seed=1)[0]
+    out = VideoAdapter().prepare([a, torch.from_numpy(b)])
+    assert out["video"].shape == (2, 8, 3, 16, 16) and out["length"].tolist() == [8, 5]
+    assert torch.equal(out["video"][1, :5], torch.from_numpy(b).permute(0, 3, 1, 2))
+    with pytest.raises(DataError, match="record 1: the video has zero frames"):
+        VideoAdapter().prepare([a, b[:0]])
+    with pytest.raises(DataError, match="record 0: expected uint8"):
+        VideoAdapter().prepare([a.astype(np.int64)])
