@@ -76,8 +76,11 @@ class TextAdapter(Adapter):
     """
 
     name: ClassVar[str] = "text"
+    #: mae (masked language modelling) is the default: on the SMS Spam Collection its frozen
+    #: embeddings beat SimCSE-style simclr and token-edit simclr views by a wide margin
+    #: (spam F1 with 8 labels/class 0.70 vs 0.42 / 0.53; docs/recipes/spam_detection.md)
     defaults: ClassVar[Dict[str, Any]] = {
-        "method": "simclr",
+        "method": "mae",
         "epochs": 30,
         "batch_size": 64,
         "encoder": "transformer",

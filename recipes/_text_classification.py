@@ -60,7 +60,7 @@ class Args:
     test_fraction: float = 0.3
     labels_per_class: List[int] = field(default_factory=lambda: [8, 32, ALL])
     seeds: int = 5
-    method: str = "simclr"
+    method: str = "mae"
     preset: Optional[str] = None
     mask_ratio: Optional[float] = None
     temperature: Optional[float] = None
@@ -101,7 +101,7 @@ def build_parser(prog: str, description: str, defaults: Dict[str, Any]) -> argpa
     p.add_argument("--labels-per-class", default=",".join("all" if k == ALL else str(k) for k in d["labels_per_class"]),
                    help="comma-separated k values; 'all' = every training record")
     p.add_argument("--seeds", type=int, default=d["seeds"], help="splits / label draws (seeds 0..N-1)")
-    p.add_argument("--method", default=d["method"], help="SSL method (simclr with SimCSE views, mae, data2vec, ...)")
+    p.add_argument("--method", default=d["method"], help="SSL method: mae (masked language modelling, default), simclr (SimCSE views), data2vec, ...")
     p.add_argument("--preset", default=d["preset"], help="text view preset: simcse, token, light, none")
     p.add_argument("--mask-ratio", type=float, default=d["mask_ratio"], help="mae/data2vec mask ratio")
     p.add_argument("--temperature", type=float, default=d["temperature"], help="simclr temperature")
