@@ -14,6 +14,7 @@ divides the data the same way.
 from __future__ import annotations
 
 import json
+import pickle
 import math
 from contextlib import nullcontext
 import os
@@ -27,7 +28,7 @@ import torch
 from torch import nn
 
 from multissl.adapters.base import Adapter, Prepared, num_records, take, to_device
-from multissl.errors import ConfigError
+from multissl.errors import ConfigError, DataError
 from multissl.methods.base import SSLMethod
 
 CHECKPOINT_PREFIX = "step_"
@@ -312,8 +313,9 @@ class Trainer:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, warmup_steps, cfg.min_lr_ratio))
         model, optimizer = acc.prepare(self.method, optimizer)
         # The scheduler is stepped once per optimiser step by us (Accelerate's wrapper would step it
-        # num_processes times); it is registered so save_state/load_state carry it.
-        acc.register_for_checkpointing(scheduler)
+        # num_processes times). It is *not* registered for checkpointing: Accelerate reloads
+        # registered objects with a full unpickler (weights_only=False), and its state is a pure
+        # function of the step anyway, restored below from trainer_state.json.
         method = acc.unwrap_model(model)
 
         device = acc.device
@@ -336,10 +338,19 @@ class Trainer:
             ckpt = self.latest_checkpoint() if cfg.resume in (True, "latest") else Path(str(cfg.resume))
             if ckpt is None or not (Path(ckpt) / TRAINER_STATE).is_file():
                 raise ConfigError(f"resume requested but no complete checkpoint found under {self._checkpoint_root()}")
-            acc.load_state(str(ckpt))
+            try:  # tensors only: Accelerate loads with torch.load(weights_only=True)
+                acc.load_state(str(ckpt))
+            except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError) as e:
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+                raise DataError(f"{ckpt}: cannot load this checkpoint ({type(e).__name__}: {first}); "
+                                "it may be damaged or tampered with") from None
             state = json.loads((Path(ckpt) / TRAINER_STATE).read_text())
             step = int(state["step"])
             self.history = list(state.get("history", []))
+            # the optimizer's param groups (lr included) came back with load_state; the schedule
+            # continues from the step
+            scheduler.last_epoch = step
+            scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
             if acc.is_main_process:
                 print(f"multissl: resumed from {ckpt} at step {step}")
 
