@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output")
     t.add_argument("--overwrite", action="store_true", help="start afresh even if --output holds an earlier run")
     t.add_argument("--mixed-precision", default=None, choices=["auto", "no", "bf16", "fp16"])
-    t.add_argument("--tensorboard", action="store_true", help="log curves to <output>/logs with TensorBoard")
+    t.add_argument("--tensorboard", action="store_true", help="log curves to <output>/logs with TensorBoard (the default whenever tensorboard is installed)")
     t.add_argument("--no-progress", action="store_true")
 
     e = sub.add_parser("embed", help="embed data with a pretrained model")

@@ -55,7 +55,9 @@ class TrainConfig:
     checkpoint_every: Optional[int] = None  # optimiser steps; default: once per epoch when output_dir is set
     keep_checkpoints: int = 2
     resume: Union[bool, str] = False  # True/"latest" or a checkpoint folder
-    trackers: Optional[Union[str, List[str]]] = None  # e.g. "tensorboard"
+    #: "auto": TensorBoard curves in <output_dir>/logs when tensorboard is installed and there is an
+    #: output_dir; None: no trackers; or Accelerate tracker names, e.g. "tensorboard", ["wandb"]
+    trackers: Optional[Union[str, List[str]]] = "auto"
     log_every: int = 10
     knn_every: int = 1  # epochs between kNN monitor evaluations
     knn_k: int = 20
@@ -210,19 +212,25 @@ class Trainer:
         self.history: List[Dict[str, Any]] = []
 
     # ------------------------------------------------------------------ helpers
+    def trackers(self) -> List[str]:
+        """The Accelerate trackers this run logs to (``config.trackers`` with "auto" resolved)."""
+        import importlib.util
+
+        trackers = self.config.trackers
+        if trackers == "auto":
+            has_tb = importlib.util.find_spec("tensorboard") is not None
+            return ["tensorboard"] if has_tb and self.config.output_dir else []
+        trackers = [trackers] if isinstance(trackers, str) else list(trackers or [])
+        if "tensorboard" in trackers and importlib.util.find_spec("tensorboard") is None:
+            raise ConfigError("trackers=['tensorboard'] needs `pip install tensorboard`")
+        return trackers
+
     def _make_accelerator(self) -> Any:
         from accelerate import Accelerator
         from accelerate.utils import ProjectConfiguration
 
         cfg = self.config
-        trackers = cfg.trackers
-        if isinstance(trackers, str):
-            trackers = [trackers]
-        if trackers and "tensorboard" in trackers:
-            import importlib.util
-
-            if importlib.util.find_spec("tensorboard") is None:
-                raise ConfigError("trackers=['tensorboard'] needs `pip install tensorboard`")
+        trackers = self.trackers()
         project = ProjectConfiguration(project_dir=cfg.output_dir or ".", logging_dir=os.path.join(cfg.output_dir or ".", "logs"))
         # Accelerate keeps one process-wide AcceleratorState and refuses a second Accelerator with
         # another precision; a notebook or script that calls pretrain() twice must still work, so
@@ -354,7 +362,8 @@ class Trainer:
             if acc.is_main_process:
                 print(f"multissl: resumed from {ckpt} at step {step}")
 
-        if cfg.trackers:
+        use_trackers = bool(getattr(acc, "log_with", None))  # what the Accelerator was built to log to
+        if use_trackers:
             acc.init_trackers("multissl", config={k: v for k, v in {**asdict(cfg), **self.resolved}.items()
                                                   if isinstance(v, (int, float, str, bool))})
         checkpoint_every = cfg.checkpoint_every or steps_per_epoch
@@ -413,7 +422,7 @@ class Trainer:
                 progress.update(1)
                 rate = seen / max(1e-9, time.perf_counter() - t_epoch)
                 progress.set_postfix(epoch=epoch + 1, loss=f"{logs.get('loss', 0.0):.4f}", samples_s=f"{rate:.0f}")
-            if cfg.trackers and (step % cfg.log_every == 0):
+            if use_trackers and (step % cfg.log_every == 0):
                 acc.log({**{f"train/{k}": v for k, v in logs.items()}, "train/lr": scheduler.get_last_lr()[0]}, step=step)
 
             end_of_epoch = step % steps_per_epoch == 0 or step == total_steps
@@ -428,13 +437,13 @@ class Trainer:
                             progress.write(f"epoch {epoch + 1}: loss {record['loss']:.4f}  kNN acc {record['knn_acc']:.4f}")
                     acc.wait_for_everyone()
                 self.history.append(record)
-                if cfg.trackers:
+                if use_trackers:
                     acc.log({f"epoch/{k}": v for k, v in record.items() if k not in ("epoch", "step")}, step=step)
             if self.config.output_dir and (step % checkpoint_every == 0 or step == total_steps):
                 self._save_checkpoint(acc, step)
         if progress is not None:
             progress.close()
-        if cfg.trackers:
+        if use_trackers:
             acc.end_training()
         model.eval()
         return self.history

@@ -132,6 +132,19 @@ def test_tensorboard_tracker_writes_events(tmp_path):
     assert events and events[0].stat().st_size > 0
 
 
+def test_tensorboard_is_the_default_tracker_when_installed(tmp_path):
+    pytest.importorskip("tensorboard")
+    default, data = make(epochs=1, output_dir=str(tmp_path / "default"))
+    default.fit(data)
+    assert default.trackers() == ["tensorboard"]
+    assert list((tmp_path / "default" / "logs").rglob("events.out.tfevents.*"))
+    off, _ = make(epochs=1, output_dir=str(tmp_path / "off"), trackers=None)
+    off.fit(data)
+    assert off.trackers() == [] and not (tmp_path / "off" / "logs").exists()
+    no_dir, _ = make(epochs=1)
+    assert no_dir.trackers() == []  # nowhere to write: no tracker
+
+
 def test_bf16_mixed_precision_trains_on_cpu():
     trainer, data = make(epochs=2, mixed_precision="bf16")
     history = trainer.fit(data)
