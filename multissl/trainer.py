@@ -444,7 +444,10 @@ class Trainer:
         if progress is not None:
             progress.close()
         if use_trackers:
-            acc.end_training()
+            # not acc.end_training(): it also destroys the process group, which the caller
+            # (pretrain saving the model on the main process, then a barrier) still needs
+            for tracker in acc.trackers:
+                tracker.finish()
         model.eval()
         return self.history
 
