@@ -420,6 +420,7 @@ def run(args: Args, recipe: str, log: Callable[[str], None] = print,
                                                           for r in ROWS if r in want}
     chosen_c: Dict[str, List[Any]] = {"tfidf_lr": [], "ssl_probe": []}
     t_rows = {r: 0.0 for r in runs}
+    last_preds: Dict[Tuple[str, str, int], Tuple[np.ndarray, np.ndarray]] = {}  # (row, k, seed) -> (true, predicted)
     for s, (train, test) in enumerate(splits):
         model, adapter, prepared, z = models[0 if args.pretrain_on == "all" else s]
         if "tfidf_lr" in want and args.pretrain_on == "train":
@@ -433,13 +434,17 @@ def run(args: Args, recipe: str, log: Callable[[str], None] = print,
             if "tfidf_lr" in runs:
                 t1 = time.perf_counter()
                 search = tuned_logistic_regression(x_all[lab], y[lab], s, positive, scale=False, all_labels=k == ALL)
-                runs["tfidf_lr"][kn].append(scores(y[test], search.predict(x_all[test]), positive))
+                tfidf_pred = search.predict(x_all[test])
+                runs["tfidf_lr"][kn].append(scores(y[test], tfidf_pred, positive))
+                last_preds[("tfidf_lr", kn, s)] = (y[test], tfidf_pred)
                 chosen_c["tfidf_lr"].append({"k": kn, "seed": s, **search.best_params_})
                 t_rows["tfidf_lr"] += time.perf_counter() - t1
             if "ssl_probe" in runs:
                 t1 = time.perf_counter()
                 search = tuned_logistic_regression(z[lab], y[lab], s, positive, scale=True, all_labels=k == ALL)
-                runs["ssl_probe"][kn].append(scores(y[test], search.predict(z[test]), positive))
+                probe_pred = search.predict(z[test])
+                runs["ssl_probe"][kn].append(scores(y[test], probe_pred, positive))
+                last_preds[("ssl_probe", kn, s)] = (y[test], probe_pred)
                 chosen_c["ssl_probe"].append({"k": kn, "seed": s, **search.best_params_})
                 t_rows["ssl_probe"] += time.perf_counter() - t1
             steps = args.finetune_steps if k != ALL else max(1, int(round(
@@ -459,12 +464,19 @@ def run(args: Args, recipe: str, log: Callable[[str], None] = print,
                              num_classes=n_classes, config=ft)
                 pred = predict(r["model"], adapter, test_data).numpy()
                 runs[row][kn].append(scores(y[test], pred, positive))
+                last_preds[(row, kn, s)] = (y[test], pred)
                 t_rows[row] += time.perf_counter() - t1
             main = "f1" if positive is not None else "accuracy"
             line = "  ".join(f"{r}={runs[r][kn][-1][main]:.3f}" for r in runs)
             log(f"  seed {s}, {kn} labels/class ({len(lab)} labelled): {main} {line}")
 
     summary = summarise(runs)
+    # confusion matrices of every row at the largest label count, first seed
+    from multissl.evaluation.confusion import confusion_counts, plot_confusion_matrices
+
+    k_last, s_first = k_name(args.labels_per_class[-1]), min(key[2] for key in last_preds) if last_preds else 0
+    confusions = {row: confusion_counts(*last_preds[(row, k_last, s_first)], n_classes)
+                  for row in runs if (row, k_last, s_first) in last_preds}
     main_metric = "f1" if positive is not None else "accuracy"
     metric_list = (["f1", "accuracy", "mcc"] if positive is not None else ["accuracy", "macro_f1", "mcc"])
     n_train_per_class = float(np.mean([len(tr) for tr, _ in splits])) / n_classes
@@ -473,7 +485,9 @@ def run(args: Args, recipe: str, log: Callable[[str], None] = print,
         "positive_label": args.positive_label, "num_records": len(texts),
         "num_test": int(len(splits[0][1])), "num_train": int(len(splits[0][0])),
         "pretrain_on": args.pretrain_on, "num_pretrain": [int(len(c)) for c in corpora] if need_ssl else [],
-        "args": asdict(args), "results": summary, "chosen_hyperparameters": chosen_c,
+        "args": asdict(args), "results": summary,
+        "confusion_matrices": {"labels_per_class": k_last, "seed": s_first,
+                               **{row: m.tolist() for row, m in confusions.items()}}, "chosen_hyperparameters": chosen_c,
         "pretrain_seconds": [round(t, 1) for t in pretrain_seconds], "row_seconds": {k: round(v, 1) for k, v in t_rows.items()},
         "total_seconds": round(time.perf_counter() - t0, 1), "pretrain_history": history,
         "machine": f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPUs, torch threads "
@@ -488,6 +502,9 @@ def run(args: Args, recipe: str, log: Callable[[str], None] = print,
     write_json_atomic(out / "metrics.json", metrics)
     plot(summary, main_metric, out / f"{main_metric}_vs_labels.png", f"{recipe}: {Path(args.data).name}",
          n_train_per_class)
+    if confusions:
+        plot_confusion_matrices(confusions, classes, out / "confusion_matrix.png",
+                                f"{recipe}: {k_last} labels/class, seed {s_first}")
     if need_ssl and models[0][0] is not None:
         models[0][0].save_pretrained(out / "final")
     log("")

@@ -48,6 +48,13 @@ def test_spam_detection_on_the_sms_format(tmp_path):
     assert m["results"]["tfidf_lr"]["all"]["f1"]["mean"] == 1.0
     assert "tfidf_lr_all_labels" in m["targets"]
     assert (out / "f1_vs_labels.png").is_file() and (out / "final" / "config.json").is_file()
+    # confusion matrices of each row at the last label count: counts over the whole test split
+    cm = m["confusion_matrices"]
+    assert cm["labels_per_class"] == "all" and cm["seed"] == 0
+    for row in ("tfidf_lr", "scratch_finetune", "ssl_probe", "ssl_finetune"):
+        assert np.array(cm[row]).shape == (2, 2) and np.array(cm[row]).sum() == 18
+    assert np.trace(np.array(cm["tfidf_lr"])) == 18  # f1 1.0 above: no confusion
+    assert (out / "confusion_matrix.png").stat().st_size > 5000
     assert data.is_file()
 
 
