@@ -7,35 +7,12 @@ from torch import nn
 
 from multissl.errors import ConfigError
 from multissl.transformer import TokenEncoder, attention_mask, is_token_encoder
-
-DIM = 16
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-class VectorStem(nn.Module):
-    """Inputs (values (B, N, 3), padding (B, N) or None) -> a linear embedding of each value."""
-
-    target_dim = 3
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lin = nn.Linear(3, DIM)
-
-    def forward(self, inputs):
-        values, padding = inputs
-        return self.lin(values), padding
+from tests.token_toys import DIM, ValueStem, one_thread  # noqa: F401 (autouse fixture)
 
 
 def make(pool: str = "mean", depth: int = 2, seed: int = 0) -> TokenEncoder:
     torch.manual_seed(seed)
-    return TokenEncoder(VectorStem(), dim=DIM, depth=depth, heads=4, max_tokens=12, pool=pool)
+    return TokenEncoder(ValueStem(), dim=DIM, depth=depth, heads=4, max_tokens=12, pool=pool)
 
 
 def data(b: int = 3, n: int = 8, seed: int = 1):
@@ -128,12 +105,12 @@ def test_gradients_reach_stem_blocks_and_positions() -> None:
 
 def test_errors() -> None:
     with pytest.raises(ConfigError, match="pool"):
-        TokenEncoder(VectorStem(), DIM, 1, 4, 8, pool="max")
+        TokenEncoder(ValueStem(), DIM, 1, 4, 8, pool="max")
     with pytest.raises(ConfigError, match="divisible"):
-        TokenEncoder(VectorStem(), DIM, 1, 5, 8)
+        TokenEncoder(ValueStem(), DIM, 1, 5, 8)
     with pytest.raises(ConfigError, match="depth"):
-        TokenEncoder(VectorStem(), DIM, 0, 4, 8)
-    enc = TokenEncoder(VectorStem(), DIM, 1, 4, max_tokens=4)
+        TokenEncoder(ValueStem(), DIM, 0, 4, 8)
+    enc = TokenEncoder(ValueStem(), DIM, 1, 4, max_tokens=4)
     with pytest.raises(ConfigError, match="max_tokens=4"):
         enc((torch.randn(1, 6, 3), None))
     wrong = TokenEncoder(nn.Identity(), DIM, 1, 4, 8)
@@ -155,7 +132,7 @@ def test_positions_start_from_sine_cosine_codes() -> None:
     flat = sincos_positions(5, 6)
     assert torch.allclose(flat[:, 0], torch.sin(torch.arange(5.0))) and torch.allclose(flat[:, 1], torch.cos(torch.arange(5.0)))
     # the encoder's learned table starts there (2-D when the stem has a grid)
-    stem = VectorStem()
+    stem = ValueStem()
     stem.grid = (3, 4)
     enc = TokenEncoder(stem, DIM, 1, 4, max_tokens=12)
     assert torch.allclose(enc.pos_embed[0], sincos_positions(12, DIM, (3, 4))) and enc.pos_embed.requires_grad

@@ -15,28 +15,7 @@ from multissl.methods.data2vec import (Data2Vec, data2vec_loss, data2vec_targets
 from multissl.methods.masked import sample_mask
 from multissl.tokens import TokenBatch
 from multissl.transformer import TokenEncoder
-
-DIM = 16
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-class ValueStem(nn.Module):
-    target_dim = 3
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lin = nn.Linear(3, DIM)
-
-    def forward(self, inputs):
-        x, pad = inputs
-        return self.lin(x), pad
+from tests.token_toys import DIM, ValueStem, one_thread  # noqa: F401 (autouse fixture)
 
 
 def make(seed: int = 0, depth: int = 3, **hp) -> Data2Vec:

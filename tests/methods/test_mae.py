@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from multissl import SSLModel, pretrain
@@ -15,29 +14,7 @@ from multissl.methods.mae import MAE, mae_loss, normalize_targets
 from multissl.methods.masked import sample_mask, visible_index
 from multissl.tokens import TokenBatch
 from multissl.transformer import TokenEncoder
-
-DIM = 16
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-class ValueStem(nn.Module):
-    """(B, N, 3) float values -> tokens; float targets of width 3."""
-
-    target_dim = 3
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lin = nn.Linear(3, DIM)
-
-    def forward(self, x):
-        return self.lin(x), None
+from tests.token_toys import DIM, ValueStem, one_thread  # noqa: F401 (autouse fixture)
 
 
 class IdStem(nn.Module):
