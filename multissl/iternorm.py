@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from multissl import distributed as msd
+
 
 class IterNorm(nn.Module):
     """Whiten (B, C) features per group of channels with T Newton-Schulz iterations.
@@ -27,7 +29,10 @@ class IterNorm(nn.Module):
     noise directions. Running mean and whitening matrix (momentum averages, as BatchNorm)
     are used in eval mode, so embedding a single sample is deterministic.
 
-    Computation runs in float32 with autocast off: matrix powers in half precision diverge.
+    Computation runs in float32 (float64 for float64 input) with autocast off: matrix powers in
+    half precision diverge. With ``sync = True`` (set by
+    :func:`multissl.sync_batchnorm.convert_sync_batchnorm`) the mean and covariance are those of
+    the global batch of all processes, gathered with gradients.
     Under autocast the output stays float32; otherwise it has the input's dtype.
 
     Args:
@@ -63,6 +68,9 @@ class IterNorm(nn.Module):
         self.eps = eps
         self.momentum = momentum
         self.affine = affine
+        #: whiten with the mean and covariance of the *global* batch under data parallelism (every
+        #: process's rows, gathered with gradients); set by multissl.sync_batchnorm.convert_sync_batchnorm
+        self.sync = False
         eye = torch.eye(self.group_size).expand(num_groups, -1, -1).clone()
         self.register_buffer("running_mean", torch.zeros(num_groups, self.group_size, 1))
         self.register_buffer("running_wm", eye)
@@ -98,16 +106,22 @@ class IterNorm(nn.Module):
         with torch.autocast(device_type=x.device.type, enabled=False):
             b = x.shape[0]
             # (B, C) -> (groups, group_size, B): each group's channels as rows of a matrix.
-            xg = x.float().T.reshape(self.num_groups, self.group_size, b)
+            # float32 at least (float64 stays float64)
+            xf = x.to(torch.promote_types(x.dtype, torch.float32))
+            xg = xf.T.reshape(self.num_groups, self.group_size, b)
             if self.training:
                 if b < 2:
                     raise ValueError("IterNorm needs at least 2 samples per batch in training mode")
-                mean = xg.mean(dim=2, keepdim=True)
+                # statistics of the global batch when synchronised (the local one otherwise)
+                stats = xg
+                if self.sync and msd.is_distributed():
+                    stats = msd.gather(xf).T.reshape(self.num_groups, self.group_size, -1)
+                mean = stats.mean(dim=2, keepdim=True)
                 xc = xg - mean
-                wm = self._whitening_matrix(xc)
+                wm = self._whitening_matrix(stats - mean)
                 with torch.no_grad():
-                    self.running_mean.lerp_(mean, self.momentum)
-                    self.running_wm.lerp_(wm, self.momentum)
+                    self.running_mean.lerp_(mean.to(self.running_mean.dtype), self.momentum)
+                    self.running_wm.lerp_(wm.to(self.running_wm.dtype), self.momentum)
             else:
                 xc = xg - self.running_mean
                 wm = self.running_wm
