@@ -27,6 +27,7 @@ from torch import nn
 from multissl.adapters.base import Adapter
 from multissl.adapters.image_encoders import IMAGE_ENCODERS, TOKEN_ENCODERS, build_image_encoder, default_patch_size
 from multissl.adapters.image_transforms import AugmentParams, augment, normalize, resize, sample_params
+from multissl.bad_records import BadRecordPolicy, prepare_scope
 from multissl.errors import ConfigError, DataError
 from multissl.tokens import TokenBatch
 
@@ -155,7 +156,7 @@ class ImageAdapter(Adapter):
                 raise ConfigError(f"{key} must be a list with one value per channel, got {v!r}")
 
     # ---- data ----------------------------------------------------------------------------
-    def prepare(self, data: Any) -> torch.Tensor:
+    def prepare(self, data: Any, on_bad_record: Union[str, BadRecordPolicy] = "raise") -> torch.Tensor:
         """Decode and validate ``data`` once, to a CPU uint8 tensor (N, C, H, W).
 
         Accepts uint8 (or 0-255 integer) arrays/tensors (N, H, W, C), (N, C, H, W) or
@@ -164,17 +165,25 @@ class ImageAdapter(Adapter):
         pattern of images, a ``.npy``/``.npz`` file, Parquet files; a ``datasets.Dataset``.
         Images are converted to ``channels`` and resized (aspect kept, centre crop) to
         ``image_size``; both are inferred and stored in the config on the first call.
+
+        ``on_bad_record="skip"`` (or a :class:`~multissl.bad_records.BadRecordPolicy`) leaves out
+        undecodable / truncated / empty image files and records and NaN or out-of-range rows of an
+        array, and counts them; ``"raise"`` stops at the first (see ``docs/training.md``).
         """
+        with prepare_scope(on_bad_record, "images") as policy:
+            return self._prepare(data, policy)
+
+    def _prepare(self, data: Any, policy: BadRecordPolicy) -> torch.Tensor:
         if isinstance(data, (str, os.PathLike)):
-            x = self._from_path(data)
+            x = self._from_path(data, policy)
         elif isinstance(data, (np.ndarray, torch.Tensor)):
-            x = self._from_array(data)
+            x = self._from_array(data, policy)
         elif _is_hf_dataset(data):
-            x = self._from_dataset(data)
+            x = self._from_dataset(data, policy)
         elif isinstance(data, (list, tuple)):
             if len(data) == 0:
                 raise DataError("no images: the list is empty")
-            x = self._from_records([(f"record {i}", r) for i, r in enumerate(data)])
+            x = self._from_records([(f"record {i}", r) for i, r in enumerate(data)], policy)
         else:
             try:
                 from PIL import Image
@@ -405,9 +414,11 @@ class ImageAdapter(Adapter):
         return normalize(x, mean, std)
 
     # ---- internals: decoding ---------------------------------------------------------------
-    def _finish(self, images: List[Tuple[str, torch.Tensor]]) -> torch.Tensor:
+    def _finish(self, images: List[Tuple[str, torch.Tensor]], policy: Optional[BadRecordPolicy] = None) -> torch.Tensor:
         """Common channels and size for decoded (label, uint8 (C, H, W)) records, stacked."""
         if not images:
+            if policy is not None:
+                policy.check_left(0, "images")
             raise DataError("no images")
         want_c = self.config.get("channels")
         if want_c is None:
@@ -432,7 +443,7 @@ class ImageAdapter(Adapter):
             h, w = size
             self.config["image_size"] = int(h) if h == w else [int(h), int(w)]
 
-    def _from_array(self, data: Union[np.ndarray, torch.Tensor]) -> torch.Tensor:
+    def _from_array(self, data: Union[np.ndarray, torch.Tensor], policy: Optional[BadRecordPolicy] = None) -> torch.Tensor:
         is_torch = isinstance(data, torch.Tensor)
         x = data.detach().cpu() if is_torch else _numpy_to_tensor(data, "images")
         shape = tuple(x.shape)
@@ -457,6 +468,15 @@ class ImageAdapter(Adapter):
             raise DataError(f"images of shape {shape}: expected (N, H, W), (N, H, W, C) or (N, C, H, W)")
         if x.shape[0] == 0:
             raise DataError("no images: the array is empty")
+        if policy is not None and policy.skip and x.dtype != torch.uint8 and x.dtype != torch.bool:
+            bad = _bad_pixel_rows(x)
+            for i, reason in bad.items():
+                policy.reject(f"record {i}", reason, index=i)
+            if bad:
+                keep = torch.ones(len(x), dtype=torch.bool)
+                keep[list(bad)] = False
+                x = x[keep]
+                policy.check_left(len(x), "images")
         x = _to_uint8_batch(x)
         want_c = self.config.get("channels") or x.shape[1]
         size = self._configured_size() or tuple(x.shape[-2:])
@@ -469,11 +489,16 @@ class ImageAdapter(Adapter):
         self._remember(want_c, size)
         return x
 
-    def _from_records(self, records: Sequence[Tuple[str, Any]]) -> torch.Tensor:
+    def _from_records(self, records: Sequence[Tuple[str, Any]], policy: Optional[BadRecordPolicy] = None) -> torch.Tensor:
         want_c = self.config.get("channels")
-        return self._finish([(label, _record_to_tensor(r, label, want_c)) for label, r in records])
+        policy = BadRecordPolicy.of(policy)
+        images: List[Tuple[str, torch.Tensor]] = []
+        for i, (label, r) in enumerate(records):
+            with policy.record(label, i):
+                images.append((label, _record_to_tensor(r, label, want_c)))
+        return self._finish(images, policy)
 
-    def _from_path(self, data: Union[str, os.PathLike]) -> torch.Tensor:
+    def _from_path(self, data: Union[str, os.PathLike], policy: Optional[BadRecordPolicy] = None) -> torch.Tensor:
         text = os.fspath(data)
         if any(ch in text for ch in "*?["):
             import glob
@@ -481,30 +506,30 @@ class ImageAdapter(Adapter):
             files = [Path(p) for p in sorted(glob.glob(text, recursive=True)) if Path(p).is_file()]
             if not files:
                 raise DataError(f"{text}: no files match")
-            return self._from_files(files, text)
+            return self._from_files(files, text, policy)
         path = Path(text)
         if not path.exists():
             raise DataError(f"{text}: no such file or directory")
         if path.is_file():
-            return self._from_files([path], text)
+            return self._from_files([path], text, policy)
         files = sorted((p for p in path.rglob("*") if p.is_file() and not _hidden(p.relative_to(path))),
                        key=lambda p: p.relative_to(path).as_posix())
         images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
         if images:
-            return self._from_records([(str(p), p) for p in images])
+            return self._from_records([(str(p), p) for p in images], policy)
         tables = [p for p in files if p.suffix.lower() in _TABLE_EXTENSIONS]
         if tables:
             splits = sorted({p.name.split("-")[0].split("_")[0] for p in tables} & _SPLIT_NAMES)
             if len(splits) > 1:
                 raise DataError(f"{text}: holds several splits ({', '.join(splits)}); pass one, e.g. "
                                 f"'{text}/{splits[0]}-*{tables[0].suffix}'")
-            return self._from_files(tables, text)
+            return self._from_files(tables, text, policy)
         raise DataError(f"{text}: empty folder (no image files: {', '.join(IMAGE_EXTENSIONS)})")
 
-    def _from_files(self, files: List[Path], where: str) -> torch.Tensor:
+    def _from_files(self, files: List[Path], where: str, policy: Optional[BadRecordPolicy] = None) -> torch.Tensor:
         suffixes = {p.suffix.lower() for p in files}
         if suffixes <= set(IMAGE_EXTENSIONS):
-            return self._from_records([(str(p), p) for p in files])
+            return self._from_records([(str(p), p) for p in files], policy)
         if suffixes <= set(_TABLE_EXTENSIONS):
             import datasets
 
@@ -515,7 +540,7 @@ class ImageAdapter(Adapter):
                 ds = datasets.load_dataset(kind, data_files=[str(p) for p in files], split="train")
             except Exception as exc:  # corrupt or unreadable table
                 raise DataError(f"{where}: cannot read {kind} data ({exc.__class__.__name__}: {exc})") from None
-            return self._from_dataset(ds)
+            return self._from_dataset(ds, policy)
         if len(files) == 1 and suffixes <= {".npy", ".npz"}:
             p = files[0]
             try:
@@ -528,11 +553,11 @@ class ImageAdapter(Adapter):
                 if key is None:
                     raise DataError(f"{p}: empty .npz file")
                 arr = arr[key]
-            return self._from_array(arr)
+            return self._from_array(arr, policy)
         raise DataError(f"{where}: unsupported file type(s) {', '.join(sorted(suffixes))}; expected image files "
                         f"({', '.join(IMAGE_EXTENSIONS)}), .npy/.npz, .parquet or .arrow")
 
-    def _from_dataset(self, ds: Any) -> torch.Tensor:
+    def _from_dataset(self, ds: Any, policy: Optional[BadRecordPolicy] = None) -> torch.Tensor:
         import datasets
 
         if isinstance(ds, (datasets.DatasetDict, datasets.IterableDatasetDict)):
@@ -558,6 +583,7 @@ class ImageAdapter(Adapter):
         else:
             sub = sub.with_format("numpy")
         want_c = self.config.get("channels")
+        policy = BadRecordPolicy.of(policy)
         images: List[Tuple[str, torch.Tensor]] = []
         i = 0
         for chunk in sub.iter(batch_size=1024):
@@ -565,9 +591,10 @@ class ImageAdapter(Adapter):
                 label = f"record {i}"
                 if isinstance(rec, dict) and rec.get("path") and not rec.get("bytes"):
                     label = f"record {i} ({rec['path']})"
-                images.append((label, _record_to_tensor(rec, label, want_c)))
+                with policy.record(label, i):
+                    images.append((label, _record_to_tensor(rec, label, want_c)))
                 i += 1
-        return self._finish(images)
+        return self._finish(images, policy)
 
 
 # ---- module helpers ------------------------------------------------------------------------
@@ -592,6 +619,34 @@ def _numpy_to_tensor(a: np.ndarray, label: str) -> torch.Tensor:
     return torch.from_numpy(a)
 
 
+_PIXEL_TOL = 1e-4
+
+
+def _bad_pixel_rows(x: torch.Tensor) -> Dict[int, str]:
+    """Rows of a float or integer image batch that are not valid images, with the reason:
+    non-finite or outside [0, 1] floats, integers outside [0, 255]. Empty for uint8."""
+    if x.dtype == torch.uint8 or len(x) == 0:
+        return {}
+    flat = x.reshape(len(x), -1)
+    out: Dict[int, str] = {}
+    if x.is_floating_point():
+        finite = torch.isfinite(flat).all(dim=1)
+        for i in (~finite).nonzero().flatten().tolist():
+            out[i] = "NaN or infinite pixel values"
+        lo_all = torch.where(torch.isfinite(flat), flat, torch.zeros_like(flat)).amin(dim=1)
+        hi_all = torch.where(torch.isfinite(flat), flat, torch.zeros_like(flat)).amax(dim=1)
+        bad = finite & ((lo_all < -_PIXEL_TOL) | (hi_all > 1 + _PIXEL_TOL))
+        for i in bad.nonzero().flatten().tolist():
+            lo, hi = float(lo_all[i]), float(hi_all[i])
+            hint = " (divide by 255, or pass uint8)" if hi > 1 + _PIXEL_TOL and hi <= 255 and lo >= 0 else ""
+            out[i] = f"float pixel values must be in [0, 1], got [{lo:g}, {hi:g}]{hint}"
+        return dict(sorted(out.items()))
+    lo_all, hi_all = flat.amin(dim=1), flat.amax(dim=1)
+    for i in ((lo_all < 0) | (hi_all > 255)).nonzero().flatten().tolist():
+        out[i] = f"integer pixel values must be in [0, 255], got [{int(lo_all[i])}, {int(hi_all[i])}]"
+    return out
+
+
 def _to_uint8_batch(x: torch.Tensor, labels: Optional[Sequence[str]] = None) -> torch.Tensor:
     """uint8 (N, ...) from uint8, 0..255 integers or [0, 1] floats; DataError names the record."""
     if x.dtype == torch.uint8:
@@ -599,25 +654,12 @@ def _to_uint8_batch(x: torch.Tensor, labels: Optional[Sequence[str]] = None) -> 
     name = (lambda i: labels[i]) if labels is not None else (lambda i: f"record {i}")
     if x.dtype == torch.bool:
         raise DataError(f"{name(0)}: boolean arrays are not images; convert to uint8 (0-255) or float (0-1)")
-    flat = x.reshape(len(x), -1)
+    bad = _bad_pixel_rows(x)
+    if bad:
+        i = next(iter(bad))
+        raise DataError(f"{name(i)}: {bad[i]}")
     if x.is_floating_point():
-        finite = torch.isfinite(flat).all(dim=1)
-        if not finite.all():
-            i = int((~finite).nonzero()[0])
-            raise DataError(f"{name(i)}: NaN or infinite pixel values")
-        tol = 1e-4
-        bad = (flat.amin(dim=1) < -tol) | (flat.amax(dim=1) > 1 + tol)
-        if bad.any():
-            i = int(bad.nonzero()[0])
-            lo, hi = float(flat[i].min()), float(flat[i].max())
-            hint = " (divide by 255, or pass uint8)" if hi > 1 + tol and hi <= 255 and lo >= 0 else ""
-            raise DataError(f"{name(i)}: float pixel values must be in [0, 1], got [{lo:g}, {hi:g}]{hint}")
         return (x.float() * 255.0).round_().clamp_(0, 255).to(torch.uint8)
-    bad = (flat.amin(dim=1) < 0) | (flat.amax(dim=1) > 255)
-    if bad.any():
-        i = int(bad.nonzero()[0])
-        raise DataError(f"{name(i)}: integer pixel values must be in [0, 255], got "
-                        f"[{int(flat[i].min())}, {int(flat[i].max())}]")
     return x.to(torch.uint8)
 
 
