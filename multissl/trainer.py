@@ -66,6 +66,11 @@ class TrainConfig:
     data_on_device: Optional[bool] = None  # keep prepared data on the GPU (default: when it fits easily)
     max_steps: Optional[int] = None  # stop early after this many optimiser steps (tests, quick looks)
     overwrite: bool = False  # start afresh in an output_dir that holds checkpoints of an earlier run
+    #: BatchNorm over the global batch (multissl.sync_batchnorm); None = when num_processes > 1
+    sync_batchnorm: Optional[bool] = None
+    #: deterministic kernels (torch.use_deterministic_algorithms, cuDNN autotuning off,
+    #: CUBLAS_WORKSPACE_CONFIG); slower on GPUs, needed for bit-identical GPU reruns (docs/distributed.md)
+    deterministic: bool = False
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -287,6 +292,8 @@ class Trainer:
         acc = self._accelerator or self._make_accelerator()
         self.accelerator = acc
         set_seed(cfg.seed)
+        if cfg.deterministic:
+            use_deterministic_kernels()
         world, rank = acc.num_processes, acc.process_index
         n = num_records(prepared)
         per_proc = min(cfg.batch_size, n // world)
@@ -314,6 +321,13 @@ class Trainer:
                          "steps_per_epoch": steps_per_epoch, "total_steps": total_steps, "warmup_steps": warmup_steps,
                          "mixed_precision": acc.mixed_precision, "num_processes": world}
 
+        # under DDP each process would normalise with its own slice's statistics: a different model
+        # from the 1-process run on the same global batch (tests/test_distributed_methods.py)
+        synced = cfg.sync_batchnorm if cfg.sync_batchnorm is not None else world > 1
+        if synced:
+            from multissl.sync_batchnorm import convert_sync_batchnorm
+
+            convert_sync_batchnorm(self.method, device=acc.device)
         bind = getattr(self.method, "bind_adapter", None)
         if bind is not None:  # before prepare(): buffers it sets move to the device with the model
             bind(self.adapter)
@@ -449,7 +463,21 @@ class Trainer:
             for tracker in acc.trackers:
                 tracker.finish()
         model.eval()
+        if synced:  # the trained model holds plain BatchNorm layers again (same weights)
+            from multissl.sync_batchnorm import revert_sync_batchnorm
+
+            revert_sync_batchnorm(self.method)
         return self.history
+
+
+def use_deterministic_kernels() -> None:
+    """Ask torch for deterministic kernels (an error where an op has none) for the rest of the
+    process: ``torch.use_deterministic_algorithms(True)``, cuDNN without autotuning, and
+    ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` unless set (cuBLAS reads it at its first use)."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
 
 
 def _has_accelerator() -> bool:
