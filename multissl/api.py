@@ -29,6 +29,7 @@ def pretrain(
     method_kwargs: Optional[Dict[str, Any]] = None,
     adapter_config: Optional[Dict[str, Any]] = None,
     knn_data: Optional[Tuple[Any, Any, Any, Any]] = None,
+    streaming: Union[bool, Dict[str, Any]] = False,
     **train_options: Any,
 ) -> SSLModel:
     """Pretrain an encoder on unlabeled ``data`` and return it as an :class:`SSLModel`.
@@ -45,6 +46,10 @@ def pretrain(
         method_kwargs: method hyperparameters (temperature, projection sizes, ...).
         adapter_config: adapter options (augmentation strengths, image size, ...).
         knn_data: ``(x_train, y_train, x_val, y_val)`` raw labelled data for the online kNN monitor.
+        streaming: read ``data`` (Parquet files, a folder or glob of them) batch by batch from disk
+            instead of decoding it all up front, for data larger than memory; True, or a dict of
+            :class:`multissl.streaming.ParquetStream` options (``column``, ``shuffle_window``,
+            ``prefetch``, ``fit_rows``). The adapter's statistics come from ``fit_rows`` rows.
         **train_options: any :class:`multissl.trainer.TrainConfig` field (lr, optimizer, mixed_precision,
             grad_accum_steps, checkpoint_every, resume, trackers, progress, ...).
     """
@@ -76,8 +81,20 @@ def pretrain(
     config = TrainConfig(epochs=epochs or defaults.get("epochs", 100), batch_size=batch_size or defaults.get("batch_size", 256),
                          seed=seed, output_dir=output_dir, **train_options)
 
-    prepared = ad.prepare(data)
-    ad.fit(prepared)
+    from multissl.streaming import ParquetStream
+
+    if streaming or isinstance(data, ParquetStream):
+        options = streaming if isinstance(streaming, dict) else {}
+        allowed = {"column", "shuffle_window", "prefetch", "fit_rows"}
+        if set(options) - allowed:
+            raise ConfigError(f"unknown streaming option(s) {', '.join(sorted(set(options) - allowed))}; "
+                              f"valid: {', '.join(sorted(allowed))}")
+        prepared = data if isinstance(data, ParquetStream) else ParquetStream(data, ad, **options)
+        prepared.adapter = ad
+        ad.fit(prepared.sample())  # a bounded sample; its decoding also fixes sizes/channels in the config
+    else:
+        prepared = ad.prepare(data)
+        ad.fit(prepared)
 
     torch.manual_seed(seed)
     if encoder is None or isinstance(encoder, str):
@@ -105,6 +122,7 @@ def pretrain(
     seconds = time.perf_counter() - t0
     n = len(prepared) if not isinstance(prepared, dict) else len(next(iter(prepared.values())))
     training = {"epochs": config.epochs, "batch_size": config.batch_size, "seed": seed, "num_records": n,
+                **({"streaming": True} if streaming else {}),
                 "train_seconds": round(seconds, 1), **trainer.resolved}
     model = SSLModel(ad, m.encoder, {"adapter": ad.name, "method": method, "method_hparams": m.hparams(),
                                      "encoder": enc_spec, "embed_dim": dim, "training": training,

@@ -30,6 +30,7 @@ from torch import nn
 from multissl.adapters.base import Adapter, Prepared, num_records, take, to_device
 from multissl.errors import ConfigError, DataError
 from multissl.methods.base import SSLMethod
+from multissl.streaming import is_stream
 
 CHECKPOINT_PREFIX = "step_"
 TRAINER_STATE = "trainer_state.json"
@@ -295,6 +296,8 @@ class Trainer:
         if cfg.deterministic:
             use_deterministic_kernels()
         world, rank = acc.num_processes, acc.process_index
+        # a stream (multissl.streaming.ParquetStream) hands over decoded batches itself
+        streaming = is_stream(prepared)
         n = num_records(prepared)
         per_proc = min(cfg.batch_size, n // world)
         if per_proc < 2:
@@ -341,8 +344,8 @@ class Trainer:
         method = acc.unwrap_model(model)
 
         device = acc.device
-        on_device = cfg.data_on_device
-        if on_device is None:
+        on_device = cfg.data_on_device and not streaming
+        if on_device is None and not streaming:
             on_device = device.type == "cuda" and _nbytes(prepared) < 2 * 1024**3
         data = to_device(prepared, device) if on_device else prepared
 
@@ -389,18 +392,29 @@ class Trainer:
 
         model.train()
         epoch_loss, epoch_count, t_epoch, seen = 0.0, 0, time.perf_counter(), 0
+        stream_batches = None
         while step < total_steps:
             epoch, step_in_epoch = divmod(step, steps_per_epoch)
             if step_in_epoch == 0:
                 epoch_loss, epoch_count, t_epoch, seen = 0.0, 0, time.perf_counter(), 0
-            perm = epoch_permutation(n, cfg.seed, epoch)
+            if streaming:
+                if stream_batches is None or step_in_epoch == 0:  # (re)start at this step's first batch
+                    if stream_batches is not None:
+                        stream_batches.close()
+                    stream_batches = prepared.batches(epoch, step_in_epoch * cfg.grad_accum_steps, rank, world,
+                                                      per_proc, cfg.seed, pin_memory=device.type == "cuda")
+            else:
+                perm = epoch_permutation(n, cfg.seed, epoch)
             logs: Dict[str, float] = {}
             for micro in range(cfg.grad_accum_steps):
                 b = step_in_epoch * cfg.grad_accum_steps + micro
-                idx = perm[b * global_batch + rank * per_proc: b * global_batch + (rank + 1) * per_proc]
-                if on_device:
-                    idx = idx.to(device)
-                batch = to_device(take(data, idx), device)
+                if streaming:
+                    batch = to_device(next(stream_batches), device)
+                else:
+                    idx = perm[b * global_batch + rank * per_proc: b * global_batch + (rank + 1) * per_proc]
+                    if on_device:
+                        idx = idx.to(device)
+                    batch = to_device(take(data, idx), device)
                 gen = step_generator(device, cfg.seed, step * cfg.grad_accum_steps + micro, rank)
                 # masked methods take the adapter's tokens and draw their masks from the same
                 # generator, so a seed reproduces them too
@@ -455,6 +469,8 @@ class Trainer:
                     acc.log({f"epoch/{k}": v for k, v in record.items() if k not in ("epoch", "step")}, step=step)
             if self.config.output_dir and (step % checkpoint_every == 0 or step == total_steps):
                 self._save_checkpoint(acc, step)
+        if stream_batches is not None:
+            stream_batches.close()  # stops its prefetch thread
         if progress is not None:
             progress.close()
         if use_trackers:
