@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--mixed-precision", default=None, choices=["auto", "no", "bf16", "fp16"])
     t.add_argument("--tensorboard", action="store_true", help="log curves to <output>/logs with TensorBoard (the default whenever tensorboard is installed)")
     t.add_argument("--no-progress", action="store_true")
+    t.add_argument("--streaming", action="store_true",
+                   help="read Parquet --data batch by batch from disk (data larger than memory)")
+    t.add_argument("--column", default=None, help="with --streaming: the Parquet column to train on")
 
     e = sub.add_parser("embed", help="embed data with a pretrained model")
     e.add_argument("--model", required=True, help="a model folder or Hub repo id")
@@ -121,7 +124,14 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     if args.method:
         get_method_class(args.method)
     options = _read_config(args.config)
-    data = load_data(args.data)
+    if args.streaming:  # the files themselves: the stream reads them batch by batch
+        data = args.data
+        stream = options.get("streaming") if isinstance(options.get("streaming"), dict) else {}
+        options["streaming"] = {**stream, "column": args.column} if args.column else (stream or True)
+    elif args.column:
+        raise ConfigError("--column goes with --streaming")
+    else:
+        data = load_data(args.data)
     if args.mixed_precision:
         options["mixed_precision"] = args.mixed_precision
     if args.tensorboard:
