@@ -17,7 +17,7 @@ never downloads anything. See ``docs/adapters/text.md`` for every option.
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Dict, List, Optional, Sequence
+from typing import Any, ClassVar, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -28,6 +28,7 @@ from multissl.adapters.text_encoders import TEXT_ENCODERS, build_text_encoder
 from multissl.adapters.text_io import TextRecords, read_texts
 from multissl.adapters.text_tokenizer import (DEFAULT_MIN_FREQUENCY, DEFAULT_VOCAB_SIZE, KINDS, TextTokenizer)
 from multissl.adapters.text_transforms import (random_crop, span_deletion, token_dropout, token_masking, trim)
+from multissl.bad_records import BadRecordPolicy, prepare_scope
 from multissl.errors import ConfigError, DataError
 
 TextBatch = Dict[str, torch.Tensor]
@@ -167,19 +168,25 @@ class TextAdapter(Adapter):
             c["max_length"] = int(min(cap, max(MIN_LENGTH, math.ceil(float(np.percentile(lengths, pct))))))
 
     # ---- data ----------------------------------------------------------------------------------
-    def _read(self, data: Any) -> TextRecords:
-        return read_texts(data, column=self.config.get("column"), column_names=self.config.get("column_names"))
+    def _read(self, data: Any, policy: Optional[BadRecordPolicy] = None) -> TextRecords:
+        return read_texts(data, column=self.config.get("column"), column_names=self.config.get("column_names"),
+                          policy=policy)
 
-    def prepare(self, data: Any) -> TextBatch:
+    def prepare(self, data: Any, on_bad_record: Union[str, BadRecordPolicy] = "raise") -> TextBatch:
         """Read and validate ``data`` once, to ``{"ids": long (N, max_length), "lengths": long (N,)}``.
 
         Accepts a list of strings, a CSV/TSV/text file (see :mod:`multissl.adapters.text_io`),
         a saved ``datasets`` folder, Parquet/Arrow, a ``datasets.Dataset`` or a pandas
         DataFrame. The first call on an unfitted adapter trains the tokenizer on these texts.
+
+        ``on_bad_record="skip"`` (or a :class:`~multissl.bad_records.BadRecordPolicy`) leaves out
+        empty or whitespace-only texts, lines that are not UTF-8 and lines with the wrong number
+        of fields, and counts them; ``"raise"`` stops at the first (see ``docs/training.md``).
         """
         if isinstance(data, dict) and "ids" in data and "lengths" in data:
             return self._check_prepared(data)  # already prepared (e.g. a subset handed to pretrain)
-        records = self._read(data)
+        with prepare_scope(on_bad_record, "texts") as policy:
+            records = self._read(data, policy)
         if not self.is_fitted:
             self._fit_texts(records.texts)
         return self.encode(records.texts)

@@ -17,6 +17,11 @@ File layouts, chosen from the extension and the first line:
 - a ``.txt`` (or extension-less) file without tabs: one text per line.
 
 A text column may be a list of columns (``["title", "description"]``), joined with ``" "``.
+
+Every reader takes ``policy``, a :class:`~multissl.bad_records.BadRecordPolicy`: under "skip" a
+bad record (empty or whitespace-only text, missing label, a line that is not UTF-8, a line
+with the wrong number of fields) is left out and counted instead of raising; problems of the
+whole source (no such column, an empty file) still raise.
 """
 from __future__ import annotations
 
@@ -25,8 +30,9 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Optional, Sequence, Union
+from typing import Any, List, Optional, Sequence, Set, Tuple, Union
 
+from multissl.bad_records import BadRecordPolicy
 from multissl.errors import DataError
 
 #: the column read when none is named (else the only string column of a dataset)
@@ -83,19 +89,42 @@ def _label(value: Any, where: str, column: str) -> str:
 
 
 # ---------------------------------------------------------------------------- in-memory
-def from_strings(data: Sequence[Any], label_data: Optional[Sequence[Any]] = None) -> TextRecords:
+def _collect(rows: Any, policy: Optional[BadRecordPolicy], labelled: bool) -> TextRecords:
+    """TextRecords from (where, index, make) rows, ``make()`` returning (text, label or None);
+    a DataError from ``make`` stops or skips that row according to ``policy``."""
+    policy = BadRecordPolicy.of(policy)
+    texts: List[str] = []
+    labels: List[str] = []
+    where: List[str] = []
+    for loc, index, make in rows:
+        with policy.record(loc, index):
+            text, label = make()
+            texts.append(text)
+            if labelled:
+                labels.append(label)
+            where.append(loc)
+    policy.check_left(len(texts), "texts")
+    return TextRecords(texts, labels if labelled else None, where)
+
+
+def from_strings(data: Sequence[Any], label_data: Optional[Sequence[Any]] = None,
+                 policy: Optional[BadRecordPolicy] = None) -> TextRecords:
     if len(data) == 0:
         raise DataError("no texts: the list is empty")
-    texts = [_check_text(t, f"record {i}", "text") for i, t in enumerate(data)]
-    labels = None
-    if label_data is not None:
-        if len(label_data) != len(texts):
-            raise DataError(f"{len(texts)} texts but {len(label_data)} labels")
-        labels = [_label(v, f"record {i}", "label") for i, v in enumerate(label_data)]
-    return TextRecords(texts, labels, [f"record {i}" for i in range(len(texts))])
+    if label_data is not None and len(label_data) != len(data):
+        raise DataError(f"{len(data)} texts but {len(label_data)} labels")
+
+    def row(i: int):
+        def make():
+            text = _check_text(data[i], f"record {i}", "text")
+            return text, (_label(label_data[i], f"record {i}", "label") if label_data is not None else None)
+        return f"record {i}", i, make
+
+    return _collect((row(i) for i in range(len(data))), policy, label_data is not None)
 
 
-def from_dataset(ds: Any, column: Columns = None, label_column: Optional[str] = None) -> TextRecords:
+def from_dataset(ds: Any, column: Columns = None, label_column: Optional[str] = None,
+                 policy: Optional[BadRecordPolicy] = None) -> TextRecords:
     import datasets
 
     if isinstance(ds, (datasets.DatasetDict, datasets.IterableDatasetDict)):
@@ -119,40 +148,70 @@ def from_dataset(ds: Any, column: Columns = None, label_column: Optional[str] = 
     if len(ds) == 0:
         raise DataError("no texts: the dataset is empty")
     cols = [ds[c] for c in names]
-    texts = [_join(parts, f"record {i}", names) for i, parts in enumerate(zip(*cols))]
-    labels = None
-    if label_column:
-        feat = ds.features[label_column]
-        raw = ds[label_column]
-        class_names = getattr(feat, "names", None)
-        labels = [_label(class_names[v] if class_names and isinstance(v, int) else v, f"record {i}", label_column)
-                  for i, v in enumerate(raw)]
-    return TextRecords(texts, labels, [f"record {i}" for i in range(len(texts))])
+    raw = ds[label_column] if label_column else None
+    class_names = getattr(ds.features[label_column], "names", None) if label_column else None
+
+    def row(i: int, parts: Sequence[Any]):
+        loc = f"record {i}"
+
+        def make():
+            text = _join(parts, loc, names)
+            if raw is None:
+                return text, None
+            v = raw[i]
+            return text, _label(class_names[v] if class_names and isinstance(v, int) else v, loc, label_column)
+        return loc, i, make
+
+    return _collect((row(i, parts) for i, parts in enumerate(zip(*cols))), policy, bool(label_column))
 
 
-def from_dataframe(df: Any, column: Columns = None, label_column: Optional[str] = None) -> TextRecords:
+def from_dataframe(df: Any, column: Columns = None, label_column: Optional[str] = None,
+                   policy: Optional[BadRecordPolicy] = None) -> TextRecords:
     import datasets
 
-    return from_dataset(datasets.Dataset.from_pandas(df, preserve_index=False), column, label_column)
+    return from_dataset(datasets.Dataset.from_pandas(df, preserve_index=False), column, label_column, policy)
 
 
 # ---------------------------------------------------------------------------- files
-def _decode(path: Path) -> str:
+def _decode(path: Path, policy: Optional[BadRecordPolicy] = None) -> Tuple[str, Set[int]]:
+    """The file's text and the 1-based numbers of the lines left out because they are not UTF-8
+    (under a "skip" policy; those lines are blank in the text, so line numbers still match)."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror or e.__class__.__name__})") from None
+    dropped: Set[int] = set()
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = raw[:e.start].count(b"\n") + 1
-        raise DataError(f"{path}: line {line}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start}); "
-                        "convert the file to UTF-8") from None
+        if policy is None or not policy.skip:
+            raise DataError(f"{path}: line {line}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start}); "
+                            "convert the file to UTF-8") from None
+        text, dropped = _decode_lines(path, raw, policy)
     if not text.strip():
+        if dropped:
+            raise policy.nothing_left("texts")
         raise DataError(f"{path}: the file is empty")
-    return text
+    return text, dropped
+
+
+def _decode_lines(path: Path, raw: bytes, policy: BadRecordPolicy) -> Tuple[str, Set[int]]:
+    """Line by line, each line that is not UTF-8 counted as a bad record and blanked."""
+    parts, dropped, offset = [], set(), 0
+    for no, line in enumerate(raw.splitlines(keepends=True), start=1):
+        body = line.rstrip(b"\r\n")
+        try:
+            parts.append(line.decode("utf-8-sig" if no == 1 else "utf-8"))
+        except UnicodeDecodeError as e:
+            policy.reject(f"{path} line {no}", f"not valid UTF-8 (byte 0x{line[e.start]:02x} at offset "
+                                               f"{offset + e.start})")
+            dropped.add(no)
+            parts.append(line[len(body):].decode("ascii"))  # keep the line break: numbering stays
+        offset += len(line)
+    return "".join(parts), dropped
 
 
 def _rows(path: Path, text: str, delimiter: str):
@@ -172,12 +231,12 @@ def _rows(path: Path, text: str, delimiter: str):
 
 
 def from_file(path: Union[str, os.PathLike], column: Columns = None, label_column: Optional[str] = None,
-              column_names: Optional[Sequence[str]] = None) -> TextRecords:
+              column_names: Optional[Sequence[str]] = None, policy: Optional[BadRecordPolicy] = None) -> TextRecords:
     """Texts (and labels) of one file; see the module docstring for the layouts."""
     path = Path(path).expanduser()
     if path.is_dir():
         raise DataError(f"{path}: is a folder; pass a CSV, TSV or text file")
-    content = _decode(path)
+    content, dropped = _decode(path, policy)
     suffix = path.suffix.lower()
     first_line = content.lstrip("\ufeff").split("\n", 1)[0]
     if suffix == ".csv":
@@ -185,7 +244,7 @@ def from_file(path: Union[str, os.PathLike], column: Columns = None, label_colum
     elif suffix in (".tsv", ".tab") or "\t" in first_line:
         delimiter = "\t"
     elif suffix in (".txt", "") and column_names is None:
-        return _lines(path, content, label_column)
+        return _lines(path, content, label_column, dropped, policy)
     else:
         delimiter = ","
     rows = _rows(path, content, delimiter)
@@ -214,18 +273,21 @@ def from_file(path: Union[str, os.PathLike], column: Columns = None, label_colum
             raise DataError(f"{path}: no column {c!r} (columns: {', '.join(header)})")
     idx = [header.index(c) for c in wanted]
     lab = header.index(label_column) if label_column else None
-    texts, labels, where = [], [], []
-    for line, fields in rows:
+
+    def row(line: int, fields: List[str]):
         loc = f"{path} line {line}"
-        if len(fields) != len(header):
-            raise DataError(f"{loc}: {len(fields)} fields, expected {len(header)} ({', '.join(header)})")
-        texts.append(_join([fields[i] for i in idx], loc, wanted))
-        if lab is not None:
-            labels.append(_label(fields[lab], loc, label_column))
-        where.append(loc)
-    if not texts:
+
+        def make():
+            if len(fields) != len(header):
+                raise DataError(f"{loc}: {len(fields)} fields, expected {len(header)} ({', '.join(header)})")
+            text = _join([fields[i] for i in idx], loc, wanted)
+            return text, (_label(fields[lab], loc, label_column) if lab is not None else None)
+        return loc, None, make  # a file's records are named by line; their labels come with them
+
+    records = _collect((row(line, fields) for line, fields in rows), policy, lab is not None)
+    if not records.texts:
         raise DataError(f"{path}: no records after the header")
-    return TextRecords(texts, labels if lab is not None else None, where)
+    return records
 
 
 def _chain(first: list, rest: Any):
@@ -233,24 +295,27 @@ def _chain(first: list, rest: Any):
     yield from rest
 
 
-def _lines(path: Path, content: str, label_column: Optional[str]) -> TextRecords:
+def _lines(path: Path, content: str, label_column: Optional[str], dropped: Set[int] = frozenset(),
+           policy: Optional[BadRecordPolicy] = None) -> TextRecords:
     if label_column:
         raise DataError(f"{path}: a plain text file (one text per line) has no label column {label_column!r}")
     lines = content.split("\n")
     if lines and lines[-1] == "":
         lines.pop()  # the final newline
-    texts, where = [], []
-    for i, line in enumerate(lines, start=1):
+
+    def row(i: int, line: str):
         loc = f"{path} line {i}"
-        texts.append(_check_text(line.rstrip("\r"), loc, "text"))
-        where.append(loc)
-    return TextRecords(texts, None, where)
+        return loc, None, lambda: (_check_text(line.rstrip("\r"), loc, "text"), None)
+
+    # lines already counted as not UTF-8 are not counted again as empty
+    return _collect((row(i, line) for i, line in enumerate(lines, start=1) if i not in dropped), policy, False)
 
 
 # ---------------------------------------------------------------------------- any source
 def read_texts(data: Any, column: Columns = None, label_column: Optional[str] = None,
-               column_names: Optional[Sequence[str]] = None) -> TextRecords:
-    """Texts (and labels when ``label_column`` is given) from any supported source."""
+               column_names: Optional[Sequence[str]] = None, policy: Optional[BadRecordPolicy] = None) -> TextRecords:
+    """Texts (and labels when ``label_column`` is given) from any supported source; bad records
+    stop or are skipped according to ``policy`` (default: stop)."""
     if isinstance(data, (str, os.PathLike)):
         p = Path(data).expanduser()
         if not p.exists():
@@ -262,7 +327,7 @@ def read_texts(data: Any, column: Columns = None, label_column: Optional[str] = 
                 import datasets
 
                 try:
-                    return from_dataset(datasets.load_from_disk(str(p)), column, label_column)
+                    return from_dataset(datasets.load_from_disk(str(p)), column, label_column, policy)
                 except DataError:
                     raise
                 except Exception as e:
@@ -271,13 +336,13 @@ def read_texts(data: Any, column: Columns = None, label_column: Optional[str] = 
         if p.suffix.lower() in (".parquet", ".arrow"):
             from multissl.io import load_data
 
-            return from_dataset(load_data(str(p)), column, label_column)
-        return from_file(p, column, label_column, column_names)
+            return from_dataset(load_data(str(p)), column, label_column, policy)
+        return from_file(p, column, label_column, column_names, policy)
     module = type(data).__module__.split(".")[0]
     if module == "datasets":
-        return from_dataset(data, column, label_column)
+        return from_dataset(data, column, label_column, policy)
     if module == "pandas":
-        return from_dataframe(data, column, label_column)
+        return from_dataframe(data, column, label_column, policy)
     if isinstance(data, bytes):
         raise DataError("got bytes; pass str texts (decode them as UTF-8 first) or a file path")
     try:
@@ -290,7 +355,7 @@ def read_texts(data: Any, column: Columns = None, label_column: Optional[str] = 
     if isinstance(data, (list, tuple)):
         if label_column is not None:
             raise DataError("a list of strings has no label column; pass labels separately")
-        return from_strings(data)
+        return from_strings(data, policy=policy)
     raise DataError(f"unsupported text data of type {type(data).__name__}; pass a list of strings, a CSV/TSV/text "
                     "file or a datasets.Dataset")
 
