@@ -22,7 +22,7 @@ each series' end, and ``length`` int64 (N,). See ``docs/adapters/timeseries.md``
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple
+from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ from torch import nn
 from multissl.adapters import timeseries_transforms as T
 from multissl.adapters.base import Adapter
 from multissl.adapters.timeseries_encoders import TIMESERIES_ENCODERS, build_timeseries_encoder
+from multissl.bad_records import BadRecordPolicy, prepare_scope
 from multissl.errors import ConfigError, DataError
 from multissl.tokens import TokenBatch
 
@@ -144,31 +145,45 @@ class TimeSeriesAdapter(Adapter):
         return self.config.get("num_channels")
 
     # ---- data ------------------------------------------------------------------------------
-    def prepare(self, data: Any) -> Dict[str, torch.Tensor]:
+    def prepare(self, data: Any, on_bad_record: Union[str, BadRecordPolicy] = "raise") -> Dict[str, torch.Tensor]:
         """Decode and validate ``data`` once -> ``{"x": float32 (N, C, T_max), "length": int64 (N,)}``.
 
         The first data prepared fixes the number of channels (stored in the config); later
         data (test splits, ``embed``) must have the same.
+
+        ``on_bad_record="skip"`` (or a :class:`~multissl.bad_records.BadRecordPolicy`) leaves out
+        series with a NaN (other than trailing padding) or an infinity, empty or one-step series
+        and non-numeric records, and counts them; ``"raise"`` stops at the first (see
+        ``docs/training.md``).
         """
         if isinstance(data, dict) and "x" in data and "length" in data:
             return data  # already prepared
+        with prepare_scope(on_bad_record, "series") as policy:
+            return self._prepare(data, policy)
+
+    def _prepare(self, data: Any, policy: BadRecordPolicy) -> Dict[str, torch.Tensor]:
         if isinstance(data, (np.ndarray, torch.Tensor)):
-            records = self._from_array(data)
+            records = self._from_array(data, policy)
         elif isinstance(data, (list, tuple)):
             if len(data) == 0:
                 raise DataError("no series: the list is empty")
-            records = [self._record(r, i) for i, r in enumerate(data)]
+            records = []
+            for i, r in enumerate(data):
+                with policy.record(f"record {i}", i):
+                    records.append((i, self._record(r, i)))
         else:
             raise DataError(f"unsupported time-series data of type {type(data).__name__}; pass an (N, T) or "
                             "(N, C, T) array or a list of (C, T_i) arrays")
-        channels = records[0].shape[0]
-        for i, r in enumerate(records):
+        policy.check_left(len(records), "series")
+        first, channels = records[0][0], records[0][1].shape[0]
+        for i, r in records:
             if r.shape[0] != channels:
-                raise DataError(f"record {i}: has {r.shape[0]} channel(s) but record 0 has {channels}; "
+                raise DataError(f"record {i}: has {r.shape[0]} channel(s) but record {first} has {channels}; "
                                 "every series needs the same channels")
         expected = self.num_channels
         if expected is not None and channels != expected:
-            raise DataError(f"record 0: has {channels} channel(s) but this adapter was fitted on {expected}")
+            raise DataError(f"record {first}: has {channels} channel(s) but this adapter was fitted on {expected}")
+        records = [r for _, r in records]
         self.config["num_channels"] = int(channels)
         n, t_max = len(records), max(r.shape[1] for r in records)
         x = np.zeros((n, channels, t_max), dtype=np.float32)
@@ -293,7 +308,7 @@ class TimeSeriesAdapter(Adapter):
             raise DataError(f"record {i}: expected a series (T,) or (C, T), got shape {a.shape}")
         return _validated(a, f"record {i}", trailing_nan_is_padding=False)
 
-    def _from_array(self, data: Any) -> List[np.ndarray]:
+    def _from_array(self, data: Any, policy: Optional[BadRecordPolicy] = None) -> List[Tuple[int, np.ndarray]]:
         a = data.detach().cpu().numpy() if isinstance(data, torch.Tensor) else np.asarray(data)
         if a.dtype.kind not in "uifb":
             raise DataError(f"expected a numeric array of series, got dtype {a.dtype}")
@@ -304,7 +319,12 @@ class TimeSeriesAdapter(Adapter):
         if a.shape[0] == 0:
             raise DataError("no series: the array is empty")
         a = a.astype(np.float64, copy=False)
-        return [_validated(rec, f"record {i}", trailing_nan_is_padding=True) for i, rec in enumerate(a)]
+        policy = BadRecordPolicy.of(policy)
+        records = []
+        for i, rec in enumerate(a):
+            with policy.record(f"record {i}", i):
+                records.append((i, _validated(rec, f"record {i}", trailing_nan_is_padding=True)))
+        return records
 
     def _check_prepared(self, batch: Any) -> None:
         if not isinstance(batch, dict) or "x" not in batch or "length" not in batch:
