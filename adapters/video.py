@@ -17,7 +17,7 @@ are resized to ``frame_size``. See ``docs/adapters/video.md``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple
+from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -29,6 +29,7 @@ from multissl.adapters.video_encoders import (TOKEN_ENCODERS, VIDEO_ENCODERS, bu
                                               tube_groups)
 from multissl.adapters.video_io import is_video_file, list_video_files, read_npy, read_video_file
 from multissl.adapters.video_transforms import augment_clips, clip_starts, gather_clips
+from multissl.bad_records import BadRecordPolicy, prepare_scope
 from multissl.errors import ConfigError, DataError
 from multissl.tokens import TokenBatch
 
@@ -130,24 +131,32 @@ class VideoAdapter(Adapter):
         return int(self.config["clip_length"])
 
     # ---- data ------------------------------------------------------------------------------
-    def prepare(self, data: Any) -> Clips:
+    def prepare(self, data: Any, on_bad_record: Union[str, BadRecordPolicy] = "raise") -> Clips:
         """Decode and validate ``data`` once -> ``{"video": uint8 (N, T, C, H, W), "length": int64 (N,)}``.
 
         The first data prepared fixes ``channels``, ``frame_size`` and ``clip_length`` (stored in
         the config); later data is converted to match.
+
+        ``on_bad_record="skip"`` (or a :class:`~multissl.bad_records.BadRecordPolicy`) leaves out
+        corrupt or truncated video files, videos with zero frames and malformed records of a
+        list, and counts them; ``"raise"`` stops at the first (see ``docs/training.md``).
         """
         if isinstance(data, dict) and "video" in data and "length" in data:
             return data
+        with prepare_scope(on_bad_record, "videos") as policy:
+            return self._prepare(data, policy)
+
+    def _prepare(self, data: Any, policy: BadRecordPolicy) -> Clips:
         if isinstance(data, (str, Path)):
             p = Path(data).expanduser()
             if p.is_dir():
-                return self._from_files(list_video_files(p))
+                return self._from_files(list_video_files(p), policy)
             if p.suffix.lower() == ".npy":
                 if not p.is_file():
                     raise DataError(f"{data}: no such file")
                 return self._from_array(read_npy(p), source=str(data))
             if is_video_file(p):
-                return self._from_files([p])
+                return self._from_files([p], policy)
             if not p.exists():
                 raise DataError(f"{data}: no such file or folder")
             raise DataError(f"{data}: not a video file, a folder of videos or a .npy array of clips")
@@ -155,8 +164,8 @@ class VideoAdapter(Adapter):
             if len(data) == 0:
                 raise DataError("no videos: the list is empty")
             if all(isinstance(d, (str, Path)) for d in data):
-                return self._from_files([Path(d) for d in data])
-            return self._from_records(data)
+                return self._from_files([Path(d) for d in data], policy)
+            return self._from_records(data, policy)
         if isinstance(data, (np.ndarray, torch.Tensor)):
             return self._from_array(data, source="array")
         raise DataError(f"unsupported video data of type {type(data).__name__}; pass a uint8 (N, T, H, W, C) array, "
@@ -349,29 +358,28 @@ class VideoAdapter(Adapter):
         out = torch.cat([resize(chunk, (h, w)) for chunk in a.reshape(N * T, *a.shape[2:]).split(1024)])
         return out.reshape(N, T, *out.shape[1:])
 
-    def _from_records(self, records: Sequence[Any]) -> Clips:
+    def _from_records(self, records: Sequence[Any], policy: Optional[BadRecordPolicy] = None) -> Clips:
         """A list of videos of different lengths, each a uint8 (T, H, W, C) or (T, H, W) array."""
+        policy = BadRecordPolicy.of(policy)
         arrays = []
         for i, r in enumerate(records):
-            a = r.detach().cpu().numpy() if isinstance(r, torch.Tensor) else r
-            if not isinstance(a, np.ndarray):
-                raise DataError(f"record {i}: expected a uint8 (T, H, W, C) array or a file path, got {type(r).__name__}")
-            if a.dtype != np.uint8:
-                raise DataError(f"record {i}: expected uint8 frames (0-255), got dtype {a.dtype}")
-            if a.ndim == 3:
-                a = a[..., None]
-            if a.ndim != 4 or a.shape[-1] not in (1, 3):
-                raise DataError(f"record {i}: expected a video (T, H, W, C) with C = 1 or 3 or (T, H, W), "
-                                f"got shape {a.shape}")
-            if a.shape[0] == 0:
-                raise DataError(f"record {i}: the video has zero frames")
-            arrays.append((f"record {i}", a))
-        return self._stack(arrays)
+            with policy.record(f"record {i}", i):
+                arrays.append((f"record {i}", _record_array(r, i)))
+        return self._stack(arrays, policy)
 
-    def _from_files(self, paths: Sequence[Path]) -> Clips:
-        return self._stack((str(p), read_video_file(p)) for p in paths)
+    def _from_files(self, paths: Sequence[Path], policy: Optional[BadRecordPolicy] = None) -> Clips:
+        policy = BadRecordPolicy.of(policy)
 
-    def _stack(self, records: Any) -> Clips:
+        def decoded():  # lazily: one file's raw frames at a time
+            for i, p in enumerate(paths):
+                frames = None
+                with policy.record(str(p), i):
+                    frames = read_video_file(p)
+                if frames is not None:
+                    yield str(p), frames
+        return self._stack(decoded(), policy)
+
+    def _stack(self, records: Any, policy: Optional[BadRecordPolicy] = None) -> Clips:
         """Videos (label, uint8 (T, H, W, C)) converted to the adapter's channels and frame size,
         padded to the longest."""
         videos = []
@@ -382,6 +390,8 @@ class VideoAdapter(Adapter):
                     1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
             frames = self._match_channels(frames.unsqueeze(0), p)
             videos.append(self._match_size(frames)[0])
+        if policy is not None:
+            policy.check_left(len(videos), "videos")
         lengths = [len(v) for v in videos]
         out = torch.zeros((len(videos), max(lengths), *videos[0].shape[1:]), dtype=torch.uint8)
         for i, v in enumerate(videos):
@@ -389,6 +399,23 @@ class VideoAdapter(Adapter):
         if self.config.get("clip_length") is None:
             self.config["clip_length"] = int(min(lengths))
         return {"video": out, "length": torch.tensor(lengths, dtype=torch.long)}
+
+
+def _record_array(r: Any, i: int) -> np.ndarray:
+    """One video of a list as uint8 (T, H, W, C); DataError naming ``record i`` otherwise."""
+    a = r.detach().cpu().numpy() if isinstance(r, torch.Tensor) else r
+    if not isinstance(a, np.ndarray):
+        raise DataError(f"record {i}: expected a uint8 (T, H, W, C) array or a file path, got {type(r).__name__}")
+    if a.dtype != np.uint8:
+        raise DataError(f"record {i}: expected uint8 frames (0-255), got dtype {a.dtype}")
+    if a.ndim == 3:
+        a = a[..., None]
+    if a.ndim != 4 or a.shape[-1] not in (1, 3):
+        raise DataError(f"record {i}: expected a video (T, H, W, C) with C = 1 or 3 or (T, H, W), "
+                        f"got shape {a.shape}")
+    if a.shape[0] == 0:
+        raise DataError(f"record {i}: the video has zero frames")
+    return a
 
 
 __all__ = ["VideoAdapter", "PRESETS", "PRESET_SETTINGS", "CONFIG_KEYS", "LAYOUTS"]
