@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple
+from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ from torch import nn
 from multissl.adapters.base import Adapter
 from multissl.adapters.signature_encoders import SIGNATURE_ENCODERS, build_signature_encoder
 from multissl.adapters.signature_io import SVC2004_COLUMNS, list_signature_files, read_svc2004
+from multissl.bad_records import BadRecordPolicy, prepare_scope
 from multissl.errors import ConfigError, DataError
 
 #: canonical channels of prepared ``points``, in order
@@ -290,29 +291,41 @@ class SignatureAdapter(Adapter):
         return float(AUGMENT_DEFAULTS[key] if v is None else v)
 
     # ---- data ------------------------------------------------------------------------------
-    def prepare(self, data: Any) -> Dict[str, torch.Tensor]:
+    def prepare(self, data: Any, on_bad_record: Union[str, BadRecordPolicy] = "raise") -> Dict[str, torch.Tensor]:
         """Decode and validate ``data`` once -> ``{"points": float32 (N, T_max, 7), "length": int64 (N,)}``.
 
         Accepts a folder of SVC2004 ``.txt`` files (recursive, natural order: U1S2 before
         U1S10), a glob pattern, one file or a list of files; a list of (T_i, F) arrays or
         tensors; one (N, T, F) array or tensor, where trailing all-NaN rows mark the end of
         shorter signatures. Every signature needs at least 2 points and finite values.
+
+        ``on_bad_record="skip"`` (or a :class:`~multissl.bad_records.BadRecordPolicy`) leaves out
+        malformed signature files and records (too few points, NaN/inf, wrong shape) and counts
+        them; ``"raise"`` stops at the first (see ``docs/training.md``).
         """
+        with prepare_scope(on_bad_record, "signatures") as policy:
+            return self._prepare(data, policy)
+
+    def _prepare(self, data: Any, policy: BadRecordPolicy) -> Dict[str, torch.Tensor]:
         records: List[Tuple[str, np.ndarray, Tuple[str, ...]]]
         if isinstance(data, (str, os.PathLike)):
-            records = self._from_files(list_signature_files(data))
+            records = self._from_files(list_signature_files(data), policy)
         elif isinstance(data, (np.ndarray, torch.Tensor)):
-            records = self._from_array(data)
+            records = self._from_array(data, policy)
         elif isinstance(data, (list, tuple)):
             if len(data) == 0:
                 raise DataError("no signatures: the list is empty")
             if all(isinstance(r, (str, os.PathLike)) for r in data):
-                records = self._from_files(list_signature_files(list(data)))
+                records = self._from_files(list_signature_files(list(data)), policy)
             else:
-                records = [(f"record {i}", *self._record_array(r, f"record {i}")) for i, r in enumerate(data)]
+                records = []
+                for i, r in enumerate(data):
+                    with policy.record(f"record {i}", i):
+                        records.append((f"record {i}", *self._record_array(r, f"record {i}")))
         else:
             raise DataError(f"unsupported signature data of type {type(data).__name__}; pass a folder of SVC2004 "
                             "files, a list of (T, F) arrays or an (N, T, F) array")
+        policy.check_left(len(records), "signatures")
         self._resolve_features(records)
         return _pad(records, float(self.config.get("sample_period_ms") or 10.0))
 
@@ -379,11 +392,14 @@ class SignatureAdapter(Adapter):
         return list(SIGNATURE_ENCODERS)
 
     # ---- internals: data -------------------------------------------------------------------
-    def _from_files(self, files: Sequence[Any]) -> List[Tuple[str, np.ndarray, Tuple[str, ...]]]:
+    def _from_files(self, files: Sequence[Any], policy: Optional[BadRecordPolicy] = None
+                    ) -> List[Tuple[str, np.ndarray, Tuple[str, ...]]]:
+        policy = BadRecordPolicy.of(policy)
         out = []
-        for f in files:
-            arr = read_svc2004(f)
-            out.append((str(f), arr, SVC2004_COLUMNS[: arr.shape[1]]))
+        for i, f in enumerate(files):
+            with policy.record(str(f), i):
+                arr = read_svc2004(f)
+                out.append((str(f), arr, SVC2004_COLUMNS[: arr.shape[1]]))
         return out
 
     def _columns_for(self, num_columns: int, label: str) -> Tuple[str, ...]:
@@ -414,7 +430,8 @@ class SignatureAdapter(Adapter):
             raise DataError(f"{label}: non-finite value (NaN or infinity) at point {int(np.argmax(bad))}")
         return a, self._columns_for(a.shape[1], label)
 
-    def _from_array(self, data: Any) -> List[Tuple[str, np.ndarray, Tuple[str, ...]]]:
+    def _from_array(self, data: Any, policy: Optional[BadRecordPolicy] = None
+                    ) -> List[Tuple[str, np.ndarray, Tuple[str, ...]]]:
         a = data.detach().cpu().numpy() if isinstance(data, torch.Tensor) else np.asarray(data)
         if a.ndim == 2:
             raise DataError(f"an array of shape {a.shape} is one signature; pass a list [array] or an (N, T, F) array")
@@ -424,11 +441,13 @@ class SignatureAdapter(Adapter):
             raise DataError("no signatures: the array is empty")
         if a.dtype.kind not in "uif":
             raise DataError(f"expected a numeric array, got dtype {a.dtype}")
+        policy = BadRecordPolicy.of(policy)
         records = []
         for i, rec in enumerate(a.astype(np.float64, copy=False)):
             real = ~np.isnan(rec).all(axis=1)
             t = int(real.nonzero()[0][-1]) + 1 if real.any() else 0  # trailing NaN rows are padding
-            records.append((f"record {i}", *self._record_array(rec[:t], f"record {i}")))
+            with policy.record(f"record {i}", i):
+                records.append((f"record {i}", *self._record_array(rec[:t], f"record {i}")))
         return records
 
     def _resolve_features(self, records: List[Tuple[str, np.ndarray, Tuple[str, ...]]]) -> None:
