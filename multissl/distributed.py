@@ -39,7 +39,7 @@ input unchanged, so the same loss code runs everywhere.
 """
 from __future__ import annotations
 
-from typing import Any, List, Tuple
+from typing import Any, List, Tuple, Union
 
 import torch
 import torch.distributed as dist
@@ -117,4 +117,24 @@ def gather(x: torch.Tensor) -> torch.Tensor:
     return gather_with_offset(x)[0]
 
 
-__all__ = ["gather", "gather_with_offset", "is_distributed", "rank", "world_size"]
+def global_mean(total: torch.Tensor, count: Union[int, torch.Tensor]) -> torch.Tensor:
+    """This process's share of a mean over the items of *every* process: ``total * W / N``, with
+    ``N`` the sum of ``count`` over the ``W`` processes.
+
+    For losses averaged over a varying number of items per process (the hidden tokens of a
+    masked method: rows of different lengths hide different numbers of tokens). Each process
+    dividing by its *own* count weights the processes equally instead of the items, so the DDP
+    run would differ from the 1-process run. With this share, the mean over processes -- what
+    DDP's gradient average and ``accelerator.reduce(loss, "mean")`` compute -- is
+    ``sum(total) / N``, the single-process mean of the global batch. Every process must call it
+    (it all-reduces ``count``; no gradient flows through the count). Not distributed:
+    ``total / max(count, 1)``.
+    """
+    n = torch.as_tensor(count, dtype=total.dtype, device=total.device).detach().clone()
+    if not is_distributed():
+        return total / n.clamp(min=1.0)
+    dist.all_reduce(n, op=dist.ReduceOp.SUM)
+    return total * dist.get_world_size() / n.clamp(min=1.0)
+
+
+__all__ = ["gather", "gather_with_offset", "global_mean", "is_distributed", "rank", "world_size"]

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from multissl.distributed import global_mean
 from multissl.errors import ConfigError
 from multissl.methods.masked import MaskedMethod, gather_tokens, masked_mean, visible_index
 from multissl.tokens import TokenBatch
@@ -49,7 +50,9 @@ def mae_loss(pred: torch.Tensor, targets: torch.Tensor, mask: Optional[torch.Ten
         targets = normalize_targets(targets)
     per_token = (pred.float() - targets.float()).pow(2).mean(dim=-1)
     if mask is None:
-        return per_token.mean() if per_token.numel() else pred.sum() * 0.0
+        # under data parallelism: this process's share of the mean over every process's hidden
+        # tokens (their number differs between processes; see multissl.distributed.global_mean)
+        return global_mean(per_token.sum() if per_token.numel() else pred.sum() * 0.0, per_token.numel())
     return masked_mean(per_token, mask)
 
 
@@ -160,7 +163,8 @@ class MAE(MaskedMethod):
                 raise ConfigError("method 'mae' was built for id targets (vocab_size) but got float targets")
             logits = self.decoder.head(hidden_features).float()
             labels = targets[mask]
-            loss = F.cross_entropy(logits, labels) if labels.numel() else logits.sum() * 0.0
+            total = F.cross_entropy(logits, labels, reduction="sum") if labels.numel() else logits.sum() * 0.0
+            loss = global_mean(total, labels.numel())  # the global-batch mean under DDP, as mae_loss
             accuracy = (logits.detach().argmax(-1) == labels).float().mean() if labels.numel() else loss.detach()
             return {"loss": loss, "accuracy": accuracy, "mask_ratio": mask.float().mean().detach()}
         if not targets.is_floating_point():

@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Dict, Optional, Tuple
 import torch
 from torch import nn
 
+from multissl.distributed import global_mean
 from multissl.errors import ConfigError
 from multissl.methods.base import SSLMethod
 # one set of type rules for every method's hyperparameters
@@ -181,9 +182,12 @@ class MaskedMethod(SSLMethod):
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``values`` (B, N) over ``mask`` (B, N) True entries; 0 (with a gradient path) if none."""
+    """Mean of ``values`` (B, N) over ``mask`` (B, N) True entries; 0 (with a gradient path) if none.
+
+    Under data parallelism, this process's share of the mean over the hidden tokens of the
+    *global* batch (:func:`multissl.distributed.global_mean`), so 2 processes train like 1."""
     mask = mask.to(values.dtype)
-    return (values * mask).sum() / mask.sum().clamp(min=1.0)
+    return global_mean((values * mask).sum(), mask.sum())
 
 
 __all__ = ["MaskedMethod", "sample_mask", "visible_index", "gather_tokens", "masked_mean",
