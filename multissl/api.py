@@ -1,7 +1,9 @@
 """``pretrain``: raw data in, pretrained :class:`SSLModel` out."""
 from __future__ import annotations
 
+import os
 import time
+from dataclasses import replace
 from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
@@ -12,6 +14,9 @@ from multissl.adapters import Adapter, get_adapter
 from multissl.errors import ConfigError
 from multissl.model import SSLModel
 from multissl.trainer import KNNMonitor, TrainConfig, Trainer
+
+#: under ``on_bad_record="skip"``, every skipped record of the run, in its output folder
+SKIPPED_RECORDS_FILE = "skipped_records.json"
 
 
 def pretrain(
@@ -30,6 +35,7 @@ def pretrain(
     adapter_config: Optional[Dict[str, Any]] = None,
     knn_data: Optional[Tuple[Any, Any, Any, Any]] = None,
     streaming: Union[bool, Dict[str, Any]] = False,
+    on_bad_record: str = "raise",
     **train_options: Any,
 ) -> SSLModel:
     """Pretrain an encoder on unlabeled ``data`` and return it as an :class:`SSLModel`.
@@ -50,11 +56,18 @@ def pretrain(
             instead of decoding it all up front, for data larger than memory; True, or a dict of
             :class:`multissl.streaming.ParquetStream` options (``column``, ``shuffle_window``,
             ``prefetch``, ``fit_rows``). The adapter's statistics come from ``fit_rows`` rows.
+        on_bad_record: ``"raise"`` (default) stops at the first bad record with a ``DataError`` naming it;
+            ``"skip"`` leaves bad records out (of ``data`` and of ``knn_data``, labels included), warns
+            once with their count and the first few, and records them in the model config
+            (``training.skipped_records``) and in ``<output_dir>/skipped_records.json``.
         **train_options: any :class:`multissl.trainer.TrainConfig` field (lr, optimizer, mixed_precision,
             grad_accum_steps, checkpoint_every, resume, trackers, progress, ...).
     """
     from multissl.adapters import get_adapter_class
+    from multissl.bad_records import BadRecordPolicy, check_on_bad_record, prepare_with_policy
     from multissl.methods import build_method, get_method_class
+
+    check_on_bad_record(on_bad_record)
 
     if isinstance(adapter, Adapter) and adapter_config:
         raise ConfigError("pass adapter_config only with an adapter name, not with an adapter instance")
@@ -83,7 +96,10 @@ def pretrain(
 
     from multissl.streaming import ParquetStream
 
+    policy = BadRecordPolicy(on_bad_record)
     if streaming or isinstance(data, ParquetStream):
+        if policy.skip:
+            raise ConfigError("on_bad_record='skip' is not supported with streaming (a stream decodes batch by batch)")
         options = streaming if isinstance(streaming, dict) else {}
         allowed = {"column", "shuffle_window", "prefetch", "fit_rows"}
         if set(options) - allowed:
@@ -93,7 +109,7 @@ def pretrain(
         prepared.adapter = ad
         ad.fit(prepared.sample())  # a bounded sample; its decoding also fixes sizes/channels in the config
     else:
-        prepared = ad.prepare(data)
+        prepared = prepare_with_policy(ad, data, policy)
         ad.fit(prepared)
 
     torch.manual_seed(seed)
@@ -112,17 +128,28 @@ def pretrain(
     m = build_method(method, enc, dim, **mk)
 
     knn = None
+    knn_policy = BadRecordPolicy(on_bad_record)  # the monitor's own records, counted apart from data's
     if knn_data is not None:
         xtr, ytr, xva, yva = knn_data
-        knn = KNNMonitor(ad.prepare(xtr), torch.as_tensor(np.asarray(ytr)), ad.prepare(xva), torch.as_tensor(np.asarray(yva)))
+        parts = []
+        for split, x, y in (("train", xtr, ytr), ("val", xva, yva)):
+            p = BadRecordPolicy(on_bad_record)
+            px = prepare_with_policy(ad, x, p)
+            parts += [px, torch.as_tensor(p.drop_skipped(np.asarray(y)))]  # labels keep their records' rows
+            knn_policy.skipped += [replace(s, record=f"{split} {s.record}") for s in p.skipped]
+        knn = KNNMonitor(*parts)
 
     trainer = Trainer(m, ad, config)
+    if os.environ.get("RANK", "0") == "0":  # once per run, not once per process
+        policy.warn(stacklevel=3)  # one line each, before the long part starts
+        knn_policy.warn("knn_data records", stacklevel=3)
     t0 = time.perf_counter()
     history = trainer.fit(prepared, knn=knn)
     seconds = time.perf_counter() - t0
     n = len(prepared) if not isinstance(prepared, dict) else len(next(iter(prepared.values())))
     training = {"epochs": config.epochs, "batch_size": config.batch_size, "seed": seed, "num_records": n,
                 **({"streaming": True} if streaming else {}),
+                **({"skipped_records": _skipped_summary(policy, knn_policy)} if policy.skip else {}),
                 "train_seconds": round(seconds, 1), **trainer.resolved}
     model = SSLModel(ad, m.encoder, {"adapter": ad.name, "method": method, "method_hparams": m.hparams(),
                                      "encoder": enc_spec, "embed_dim": dim, "training": training,
@@ -131,6 +158,24 @@ def pretrain(
     if output_dir and acc.is_main_process:
         final_metrics = {k: v for k, v in (history[-1] if history else {}).items() if k in ("loss", "knn_acc")}
         model.save_pretrained(f"{output_dir}/final", metrics={f"final_{k}": v for k, v in final_metrics.items()})
+        if policy.skip:
+            from pathlib import Path
+
+            from multissl.evaluation.few_labels import write_json_atomic
+
+            report = policy.to_json()
+            if knn_policy.skipped:
+                report["knn_data"] = knn_policy.to_json()
+            write_json_atomic(Path(output_dir) / SKIPPED_RECORDS_FILE, report)
     acc.wait_for_everyone()
     model.encoder.eval()
     return model
+
+
+def _skipped_summary(policy: Any, knn_policy: Any) -> Dict[str, Any]:
+    """For the model config: the count and first few skipped records of ``data`` (and of
+    ``knn_data`` when it lost any)."""
+    summary = policy.summary()
+    if knn_policy.skipped:
+        summary["knn_data"] = knn_policy.summary()
+    return summary
