@@ -32,6 +32,8 @@ _BUILTIN: Dict[str, str] = {
     "mae": "multissl.methods.mae:MAE",
     "data2vec": "multissl.methods.data2vec:Data2Vec",
     "ts2vec": "multissl.methods.ts2vec:TS2Vec",
+    "frame_order": "multissl.methods.frame_order:FrameOrder",
+    "future_frame": "multissl.methods.future_frame:FutureFrame",
 }
 _REGISTERED: Dict[str, Type[SSLMethod]] = {}
 

@@ -1,0 +1,165 @@
+"""Future-frame prediction: from the first frames of a clip, predict the frames that follow.
+
+References: N. Srivastava, E. Mansimov, R. Salakhutdinov, "Unsupervised Learning of Video
+Representations using LSTMs", ICML 2015 (the future predictor on Moving MNIST, whose encoder
+is what transfers); the loss and metric are the per-frame MSE of the field as OpenSTL reports
+it (Tan et al. 2023): squared error summed over C x H x W with pixels in [0, 1], averaged over
+batch and time (:func:`multissl.evaluation.video_prediction.per_frame_mse`).
+
+The encoder sees the ``context_frames`` first frames (B, C, k, H, W). A small decoder turns its
+last feature map -- ``encoder.features(x)`` (B, D, t, h, w) when the encoder has a
+``features`` module, as the video adapter's ``c3d_small`` does; otherwise the embedding
+(B, D) as a 1x1 map -- averaged over time into ``future_frames`` frames: 2D convolutions
+upsampling to the frame size, with the last context frame fed to the last layer (a skip
+connection: the background and whatever does not move need not pass through the bottleneck).
+Predictions are pixels in [0, 1] (sigmoid); the targets are the view's future frames turned
+back into pixels with the adapter's mean and std (:meth:`bind_adapter`, called by the Trainer).
+Only the encoder is kept by ``pretrain``; the decoder lives in checkpoints.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from multissl.errors import ConfigError
+from multissl.evaluation.video_prediction import per_frame_mse
+from multissl.methods.pretext import PretextMethod
+
+
+def _block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class FrameDecoder(nn.Module):
+    """Feature map (B, D, h, w) + last context frame (B, C, H, W) -> (B, future, C, H, W) in [0, 1]."""
+
+    def __init__(self, in_dim: int, channels: int, future_frames: int, width: int = 64) -> None:
+        super().__init__()
+        self.channels, self.future_frames = int(channels), int(future_frames)
+        self.reduce = _block(in_dim, width)
+        self.up1 = _block(width, width)
+        self.up2 = _block(width, width // 2)
+        self.out = nn.Sequential(_block(width // 2 + channels, width // 2),
+                                 nn.Conv2d(width // 2, self.future_frames * self.channels, 1))
+
+    def forward(self, z: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        H, W = last.shape[-2:]
+        h = self.reduce(z)
+        h = self.up1(F.interpolate(h, size=(max(1, H // 4), max(1, W // 4)), mode="bilinear", align_corners=False))
+        h = self.up2(F.interpolate(h, size=(max(1, H // 2), max(1, W // 2)), mode="bilinear", align_corners=False))
+        h = F.interpolate(h, size=(H, W), mode="bilinear", align_corners=False)
+        y = self.out(torch.cat([h, last], dim=1))
+        return torch.sigmoid(y.float()).view(-1, self.future_frames, self.channels, H, W)
+
+
+class FutureFrame(PretextMethod):
+    """Encoder + :class:`FrameDecoder` predicting ``future_frames`` frames from ``context_frames``.
+
+    Views are clips (B, C, T, H, W) with ``T >= context_frames + future_frames``; frames after
+    the first ``context_frames + future_frames`` are ignored. Returns ``{"loss", "mse"}`` where
+    both are the per-frame MSE (pixels in [0, 1], summed over C x H x W, averaged over batch and
+    predicted frames), and the copy-last-frame baseline's ``copy_last_mse`` on the same batch.
+
+    Example::
+
+        >>> method = FutureFrame(encoder, embed_dim=256, context_frames=10, future_frames=10)
+        >>> method.set_normalization([0.05], [0.2])   # done by the Trainer (bind_adapter)
+        >>> out = method([clips])                     # clips: normalised float (B, C, 20, H, W)
+        >>> out["loss"].backward(); out["mse"]
+        >>> frames = method.predict(clips[:, :, :10]) # (B, 10, C, H, W) pixels in [0, 1]
+    """
+
+    name = "future_frame"
+    hparam_defaults = {"context_frames": 10, "future_frames": 10, "decoder_width": 64}
+    hparam_rules = {"decoder_width": ("an even integer >= 2", lambda v: v >= 2 and v % 2 == 0)}
+    adapter_defaults = {"video": {"preset": "light"}}
+
+    def __init__(self, encoder: nn.Module, embed_dim: int, **hparams: Any) -> None:
+        super().__init__(encoder, embed_dim, **hparams)
+        hp = self._hparams
+        # the frames' channels: those the encoder's first convolution takes (1 if it has none)
+        convs = [m for m in encoder.modules() if isinstance(m, (nn.Conv3d, nn.Conv2d))]
+        self.channels = int(convs[0].in_channels) if convs else 1
+        self.register_buffer("input_mean", torch.zeros(self.channels))
+        self.register_buffer("input_std", torch.ones(self.channels))
+        self.decoder = FrameDecoder(self._feature_dim(), self.channels, hp["future_frames"], hp["decoder_width"])
+
+    # ---- normalisation ------------------------------------------------------------------------
+    def bind_adapter(self, adapter: Any) -> None:
+        """Take the (fitted) video adapter's per-channel mean and std, so that views can be
+        turned back into pixels in [0, 1]. Called by the Trainer before training."""
+        config = getattr(adapter, "config", {}) or {}
+        if config.get("channels") not in (None, self.channels):
+            raise ConfigError(f"method 'future_frame': the encoder takes {self.channels}-channel frames but the "
+                              f"adapter's have {config['channels']}")
+        if config.get("mean") is not None and config.get("std") is not None:
+            self.set_normalization(config["mean"], config["std"])
+
+    def set_normalization(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        """Views are ``(pixels - mean) / std`` per channel."""
+        mean = torch.as_tensor(mean, dtype=torch.float32).flatten().expand(self.channels)
+        std = torch.as_tensor(std, dtype=torch.float32).flatten().expand(self.channels)
+        if (std <= 0).any():
+            raise ConfigError(f"future_frame: normalisation std must be positive, got {std.tolist()}")
+        self.input_mean.copy_(mean)
+        self.input_std.copy_(std)
+
+    def to_pixels(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised clips (B, C, T, H, W) -> frames (B, T, C, H, W) in [0, 1]."""
+        shape = (1, self.channels, 1, 1, 1)
+        pix = x.float() * self.input_std.view(shape) + self.input_mean.view(shape)
+        return pix.clamp(0.0, 1.0).permute(0, 2, 1, 3, 4)
+
+    # ---- model --------------------------------------------------------------------------------
+    def _feature_dim(self) -> int:
+        features = getattr(self.encoder, "features", None)
+        if isinstance(features, nn.Module):
+            outs = [m.out_channels for m in features.modules() if isinstance(m, (nn.Conv3d, nn.Conv2d))]
+            if outs:
+                return int(outs[-1])
+        return self.embed_dim
+
+    def feature_map(self, context: torch.Tensor) -> torch.Tensor:
+        """The encoder's last feature map of ``context`` (B, C, k, H, W), averaged over time: (B, D, h, w)."""
+        features = getattr(self.encoder, "features", None)
+        if isinstance(features, nn.Module):
+            z = features(context)
+            if z.ndim == 5:
+                return z.mean(dim=2)
+            if z.ndim == 4:
+                return z
+        return self.encode(context)[:, :, None, None]
+
+    def predict(self, context: torch.Tensor) -> torch.Tensor:
+        """Normalised context clips (B, C, k, H, W) -> predicted frames (B, future, C, H, W) in [0, 1]."""
+        if context.ndim != 5 or context.shape[1] != self.channels:
+            raise ValueError(f"future_frame needs clips (B, {self.channels}, T, H, W), got {tuple(context.shape)}")
+        last = self.to_pixels(context[:, :, -1:])[:, 0]
+        # the decoder sees the last frame normalised like the encoder's input
+        last = (last - self.input_mean.view(1, -1, 1, 1)) / self.input_std.view(1, -1, 1, 1)
+        return self.decoder(self.feature_map(context), last)
+
+    def split(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Clips (B, C, T, H, W) -> (normalised context (B, C, k, H, W), future pixels (B, k', C, H, W))."""
+        k, f = self._hparams["context_frames"], self._hparams["future_frames"]
+        if x.ndim != 5:
+            raise ValueError(f"future_frame needs clips (B, C, T, H, W), got shape {tuple(x.shape)}")
+        if x.shape[2] < k + f:
+            raise ConfigError(f"future_frame: clips of {x.shape[2]} frames are too short for {k} context + {f} "
+                              f"future frames; set the video adapter's clip_length to at least {k + f} (videos "
+                              "need that many frames) or lower context_frames / future_frames")
+        return x[:, :, :k], self.to_pixels(x[:, :, k:k + f])
+
+    def forward(self, views: List[Any]) -> Dict[str, torch.Tensor]:
+        context, future = self.split(self.single_view(views))
+        pred = self.predict(context)
+        mse = per_frame_mse(pred, future)
+        with torch.no_grad():
+            copy_last = per_frame_mse(self.to_pixels(context[:, :, -1:]).expand_as(future), future)
+        return {"loss": mse, "mse": mse.detach(), "copy_last_mse": copy_last}
+
+
+__all__ = ["FutureFrame", "FrameDecoder"]
