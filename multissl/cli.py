@@ -13,12 +13,15 @@ A user mistake (bad argument, missing or unreadable file, unknown name) prints o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from multissl.demo import DEMOS
+from multissl.bad_records import check_on_bad_record
 from multissl.errors import ConfigError, DataError, UserError
 
 EXIT_USAGE = 2
@@ -55,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--streaming", action="store_true",
                    help="read Parquet --data batch by batch from disk (data larger than memory)")
     t.add_argument("--column", default=None, help="with --streaming: the Parquet column to train on")
+    t.add_argument("--on-bad-record", default=None, metavar="raise|skip",
+                   help="a bad record (corrupt file, empty text, NaN series...): 'raise' stops with exit 2 naming it "
+                        "(default), 'skip' leaves it out, counts it and lists it in <output>/skipped_records.json")
 
     e = sub.add_parser("embed", help="embed data with a pretrained model")
     e.add_argument("--model", required=True, help="a model folder or Hub repo id")
@@ -124,6 +130,9 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     if args.method:
         get_method_class(args.method)
     options = _read_config(args.config)
+    if args.on_bad_record is not None:
+        options["on_bad_record"] = args.on_bad_record
+    check_on_bad_record(options.get("on_bad_record", "raise"))  # before any data is read
     if args.streaming:  # the files themselves: the stream reads them batch by batch
         data = args.data
         stream = options.get("streaming") if isinstance(options.get("streaming"), dict) else {}
@@ -136,14 +145,39 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         options["mixed_precision"] = args.mixed_precision
     if args.tensorboard:
         options["trackers"] = "tensorboard"
-    model = pretrain(data, adapter=args.adapter, method=args.method, epochs=args.epochs, batch_size=args.batch_size,
-                     encoder=args.encoder, seed=args.seed, output_dir=args.output, resume=args.resume, overwrite=args.overwrite,
-                     progress=not args.no_progress, **options)
+    with _one_line_skip_warnings():
+        model = pretrain(data, adapter=args.adapter, method=args.method, epochs=args.epochs, batch_size=args.batch_size,
+                         encoder=args.encoder, seed=args.seed, output_dir=args.output, resume=args.resume,
+                         overwrite=args.overwrite, progress=not args.no_progress, **options)
     from accelerate import PartialState
 
     if PartialState().is_main_process:
         print(f"saved {model!r} to {Path(args.output) / 'final'}")
+        skipped = model.config.get("training", {}).get("skipped_records")
+        if skipped is not None:
+            from multissl.api import SKIPPED_RECORDS_FILE
+
+            print(f"skipped {skipped['count']} bad record(s); listed in {Path(args.output) / SKIPPED_RECORDS_FILE}")
     return 0
+
+
+@contextlib.contextmanager
+def _one_line_skip_warnings():
+    """Skipped-record warnings as one ``multissl: warning: ...`` line on stderr (no source line)."""
+    from multissl.bad_records import SkippedRecordsWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", SkippedRecordsWarning)
+        show = warnings.showwarning
+
+        def one_line(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, SkippedRecordsWarning):
+                print(f"multissl: warning: {message}", file=sys.stderr)
+            else:
+                show(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = one_line
+        yield
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
