@@ -127,3 +127,61 @@ def test_convert_picks_torch_syncbatchnorm_for_cuda() -> None:
     assert type(model[1]) is nn.SyncBatchNorm
     assert type(revert_sync_batchnorm(model)[1]) is nn.BatchNorm1d
     assert type(convert_sync_batchnorm(nn.BatchNorm1d(4), device="cpu")) is SyncBatchNorm
+
+
+# ---------------------------------------------------------------- the trainer's switches
+class _RecordingToy:
+    """Builds a toy method whose encoder has BatchNorm and records the norm layer's class at
+    every training forward."""
+
+    @staticmethod
+    def make(**cfg):
+        from multissl.trainer import TrainConfig, Trainer
+        from tests.toy import ToyMethod, VectorAdapter, toy_data
+
+        seen = []
+
+        class Recording(ToyMethod):
+            def forward(self, views):
+                seen.append(type(self.encoder[1]))
+                return super().forward(views)
+
+        adapter = VectorAdapter()
+        data = adapter.prepare(toy_data(32))
+        adapter.fit(data)
+        torch.manual_seed(0)
+        # no bias before the BatchNorm: its gradient is 0 up to rounding noise, which AdamW would
+        # scale up to full steps and so make two equal runs differ
+        encoder = nn.Sequential(nn.Linear(8, 16, bias=False), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 8))
+        method = Recording(encoder, 8)
+        trainer = Trainer(method, adapter, TrainConfig(epochs=1, batch_size=8, progress=False, trackers=None, **cfg))
+        trainer.fit(data)
+        return method, seen
+
+
+def test_trainer_converts_only_when_asked_or_distributed_and_reverts() -> None:
+    plain, seen_plain = _RecordingToy.make()  # one process, sync_batchnorm=None: no conversion
+    assert set(seen_plain) == {nn.BatchNorm1d}
+    synced, seen_synced = _RecordingToy.make(sync_batchnorm=True)
+    assert set(seen_synced) == {SyncBatchNorm}
+    assert type(synced.encoder[1]) is nn.BatchNorm1d  # reverted: the saved model has plain layers
+    # one process: the same training up to float32 rounding (the statistics are summed differently)
+    for a, b in zip(plain.state_dict().values(), synced.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_trainer_deterministic_switch() -> None:
+    import os
+
+    before = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark, os.environ.get(
+        "CUBLAS_WORKSPACE_CONFIG")
+    try:
+        _RecordingToy.make(deterministic=True)
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.backends.cudnn.benchmark is False and torch.backends.cudnn.deterministic is True
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] in (":4096:8", ":16:8")
+    finally:
+        torch.use_deterministic_algorithms(before[0])
+        torch.backends.cudnn.benchmark = before[1]
+        if before[2] is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
