@@ -11,8 +11,9 @@ last feature map -- ``encoder.features(x)`` (B, D, t, h, w) when the encoder has
 ``features`` module, as the video adapter's ``c3d_small`` does; otherwise the embedding
 (B, D) as a 1x1 map -- averaged over time into ``future_frames`` frames: 2D convolutions
 upsampling to the frame size, with the last context frame fed to the last layer (a skip
-connection: the background and whatever does not move need not pass through the bottleneck).
-Predictions are pixels in [0, 1] (sigmoid); the targets are the view's future frames turned
+connection). The decoder predicts the **change** from the last context frame, its last layer
+initialised at zero: training starts from the copy-last-frame baseline, and whatever does not
+move need not pass through the bottleneck. Predictions are clamped to pixels in [0, 1]; the targets are the view's future frames turned
 back into pixels with the adapter's mean and std (:meth:`bind_adapter`, called by the Trainer).
 Only the encoder is kept by ``pretrain``; the decoder lives in checkpoints.
 """
@@ -34,7 +35,13 @@ def _block(cin: int, cout: int) -> nn.Sequential:
 
 
 class FrameDecoder(nn.Module):
-    """Feature map (B, D, h, w) + last context frame (B, C, H, W) -> (B, future, C, H, W) in [0, 1]."""
+    """Feature map (B, D, h, w) + last context frame -> (B, future, C, H, W) pixel predictions.
+
+    The prediction is the last context frame (pixels) plus a change the network computes; the
+    last layer starts at zero, so an untrained decoder is exactly the copy-last-frame baseline
+    and learns the motion from there. Outputs are not clamped (the loss keeps its gradient);
+    :meth:`FutureFrame.predict` clamps them to [0, 1].
+    """
 
     def __init__(self, in_dim: int, channels: int, future_frames: int, width: int = 64) -> None:
         super().__init__()
@@ -42,17 +49,20 @@ class FrameDecoder(nn.Module):
         self.reduce = _block(in_dim, width)
         self.up1 = _block(width, width)
         self.up2 = _block(width, width // 2)
-        self.out = nn.Sequential(_block(width // 2 + channels, width // 2),
-                                 nn.Conv2d(width // 2, self.future_frames * self.channels, 1))
+        self.last = nn.Conv2d(width // 2, self.future_frames * self.channels, 1)
+        nn.init.zeros_(self.last.weight)
+        nn.init.zeros_(self.last.bias)
+        self.fuse = _block(width // 2 + channels, width // 2)
 
-    def forward(self, z: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
-        H, W = last.shape[-2:]
+    def forward(self, z: torch.Tensor, last_input: torch.Tensor, last_pixels: torch.Tensor) -> torch.Tensor:
+        """``last_input``: the last frame as the encoder saw it (normalised); ``last_pixels``: in [0, 1]."""
+        H, W = last_input.shape[-2:]
         h = self.reduce(z)
         h = self.up1(F.interpolate(h, size=(max(1, H // 4), max(1, W // 4)), mode="bilinear", align_corners=False))
         h = self.up2(F.interpolate(h, size=(max(1, H // 2), max(1, W // 2)), mode="bilinear", align_corners=False))
         h = F.interpolate(h, size=(H, W), mode="bilinear", align_corners=False)
-        y = self.out(torch.cat([h, last], dim=1))
-        return torch.sigmoid(y.float()).view(-1, self.future_frames, self.channels, H, W)
+        delta = self.last(self.fuse(torch.cat([h, last_input], dim=1))).float()
+        return last_pixels.float().unsqueeze(1) + delta.view(-1, self.future_frames, self.channels, H, W)
 
 
 class FutureFrame(PretextMethod):
@@ -61,7 +71,9 @@ class FutureFrame(PretextMethod):
     Views are clips (B, C, T, H, W) with ``T >= context_frames + future_frames``; frames after
     the first ``context_frames + future_frames`` are ignored. Returns ``{"loss", "mse"}`` where
     both are the per-frame MSE (pixels in [0, 1], summed over C x H x W, averaged over batch and
-    predicted frames), and the copy-last-frame baseline's ``copy_last_mse`` on the same batch.
+    predicted frames; ``loss`` on the raw predictions, so that it keeps a gradient beyond [0, 1],
+``mse`` on the clamped ones as reported), and the copy-last-frame baseline's ``copy_last_mse``
+on the same batch.
 
     Example::
 
@@ -133,14 +145,14 @@ class FutureFrame(PretextMethod):
                 return z
         return self.encode(context)[:, :, None, None]
 
-    def predict(self, context: torch.Tensor) -> torch.Tensor:
-        """Normalised context clips (B, C, k, H, W) -> predicted frames (B, future, C, H, W) in [0, 1]."""
+    def predict(self, context: torch.Tensor, clamp: bool = True) -> torch.Tensor:
+        """Normalised context clips (B, C, k, H, W) -> predicted frames (B, future, C, H, W),
+        clamped to [0, 1] unless ``clamp=False`` (the training loss uses the raw values)."""
         if context.ndim != 5 or context.shape[1] != self.channels:
             raise ValueError(f"future_frame needs clips (B, {self.channels}, T, H, W), got {tuple(context.shape)}")
-        last = self.to_pixels(context[:, :, -1:])[:, 0]
-        # the decoder sees the last frame normalised like the encoder's input
-        last = (last - self.input_mean.view(1, -1, 1, 1)) / self.input_std.view(1, -1, 1, 1)
-        return self.decoder(self.feature_map(context), last)
+        last_pixels = self.to_pixels(context[:, :, -1:])[:, 0]
+        pred = self.decoder(self.feature_map(context), context[:, :, -1], last_pixels)
+        return pred.clamp(0.0, 1.0) if clamp else pred
 
     def split(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Clips (B, C, T, H, W) -> (normalised context (B, C, k, H, W), future pixels (B, k', C, H, W))."""
@@ -155,11 +167,12 @@ class FutureFrame(PretextMethod):
 
     def forward(self, views: List[Any]) -> Dict[str, torch.Tensor]:
         context, future = self.split(self.single_view(views))
-        pred = self.predict(context)
-        mse = per_frame_mse(pred, future)
+        raw = self.predict(context, clamp=False)
+        loss = per_frame_mse(raw, future)
         with torch.no_grad():
+            mse = per_frame_mse(raw.clamp(0.0, 1.0), future)
             copy_last = per_frame_mse(self.to_pixels(context[:, :, -1:]).expand_as(future), future)
-        return {"loss": mse, "mse": mse.detach(), "copy_last_mse": copy_last}
+        return {"loss": loss, "mse": mse, "copy_last_mse": copy_last}
 
 
 __all__ = ["FutureFrame", "FrameDecoder"]
