@@ -188,7 +188,7 @@ def _decode(path: Path, policy: Optional[BadRecordPolicy] = None) -> Tuple[str, 
     except UnicodeDecodeError as e:
         line = raw[:e.start].count(b"\n") + 1
         if policy is None or not policy.skip:
-            raise DataError(f"{path}: line {line}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start}); "
+            raise DataError(f"{path} line {line}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start}); "
                             "convert the file to UTF-8") from None
         text, dropped = _decode_lines(path, raw, policy)
     if not text.strip():
