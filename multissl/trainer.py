@@ -70,8 +70,9 @@ class TrainConfig:
     #: BatchNorm over the global batch (multissl.sync_batchnorm); None = when num_processes > 1
     sync_batchnorm: Optional[bool] = None
     #: deterministic kernels (torch.use_deterministic_algorithms, cuDNN autotuning off,
-    #: CUBLAS_WORKSPACE_CONFIG); slower on GPUs, needed for bit-identical GPU reruns (docs/distributed.md)
-    deterministic: bool = False
+    #: CUBLAS_WORKSPACE_CONFIG); slower on GPUs, needed for bit-identical GPU reruns. True: an op
+    #: without a deterministic kernel raises; "warn": it warns and runs (docs/distributed.md)
+    deterministic: Union[bool, str] = False
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -82,6 +83,8 @@ class TrainConfig:
             raise ConfigError(f"grad_accum_steps must be >= 1, got {self.grad_accum_steps}")
         if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
             raise ConfigError(f"mixed_precision must be auto|no|bf16|fp16, got {self.mixed_precision!r}")
+        if self.deterministic not in (True, False, "warn"):
+            raise ConfigError(f"deterministic must be true, false or 'warn', got {self.deterministic!r}")
         if self.optimizer not in (None, "adamw", "sgd", "lars"):
             raise ConfigError(f"optimizer must be adamw|sgd|lars, got {self.optimizer!r}")
 
@@ -294,7 +297,7 @@ class Trainer:
         self.accelerator = acc
         set_seed(cfg.seed)
         if cfg.deterministic:
-            use_deterministic_kernels()
+            use_deterministic_kernels(warn_only=cfg.deterministic == "warn")
         world, rank = acc.num_processes, acc.process_index
         # a stream (multissl.streaming.ParquetStream) hands over decoded batches itself
         streaming = is_stream(prepared)
@@ -486,12 +489,13 @@ class Trainer:
         return self.history
 
 
-def use_deterministic_kernels() -> None:
-    """Ask torch for deterministic kernels (an error where an op has none) for the rest of the
-    process: ``torch.use_deterministic_algorithms(True)``, cuDNN without autotuning, and
-    ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` unless set (cuBLAS reads it at its first use)."""
+def use_deterministic_kernels(warn_only: bool = False) -> None:
+    """Ask torch for deterministic kernels for the rest of the process (an error where an op has
+    none, a warning with ``warn_only``): ``torch.use_deterministic_algorithms(True)``, cuDNN
+    without autotuning, and ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` unless set (cuBLAS reads it at
+    its first use)."""
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True)
+    torch.use_deterministic_algorithms(True, warn_only=warn_only)
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
 

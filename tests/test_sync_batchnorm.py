@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from multissl.errors import ConfigError
 from multissl.iternorm import IterNorm
 from multissl.sync_batchnorm import (SyncBatchNorm, combine_moments, convert_sync_batchnorm, local_moments,
                                      revert_sync_batchnorm)
@@ -180,6 +181,11 @@ def test_trainer_deterministic_switch() -> None:
         assert torch.are_deterministic_algorithms_enabled()
         assert torch.backends.cudnn.benchmark is False and torch.backends.cudnn.deterministic is True
         assert os.environ["CUBLAS_WORKSPACE_CONFIG"] in (":4096:8", ":16:8")
+        assert not torch.is_deterministic_algorithms_warn_only_enabled()
+        _RecordingToy.make(deterministic="warn")  # ops without a deterministic kernel only warn
+        assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+        with pytest.raises(ConfigError, match="deterministic must be"):
+            _RecordingToy.make(deterministic="yes")
     finally:
         torch.use_deterministic_algorithms(before[0])
         torch.backends.cudnn.benchmark = before[1]
