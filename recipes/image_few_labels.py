@@ -149,12 +149,14 @@ def run(args: Args) -> Dict[str, Any]:
         return {}
 
     z = embed_prepared(model.encoder, adapter, prepared).numpy()
+    torch.manual_seed(args.seed)  # the untrained encoder: same architecture, random initial weights
+    z_untrained = embed_prepared(adapter.build_encoder(args.encoder, **encoder_kwargs), adapter, prepared).numpy()
     raw = prepared.reshape(len(prepared), -1).float().numpy() / 255.0
     ft = FinetuneConfig(steps=args.finetune_steps, lr=args.finetune_lr, encoder_lr_ratio=args.finetune_encoder_lr_ratio,
                         batch_size=64)
     summary = compare_few_labels(model.encoder, model.embed_dim, adapter, prepared, labels, pool, test,
                                  build_scratch=lambda: adapter.build_encoder(args.encoder, **encoder_kwargs),
-                                 embeddings=z, raw=raw,
+                                 embeddings=z, raw=raw, untrained_embeddings=z_untrained,
                                  config=FewLabelConfig(args.labels_per_class, tuple(range(args.seeds)), ft))
     metrics = {"recipe": "image_few_labels", "data": str(args.data), "classes": classes,
                "num_labelled": int(len(labels)), "num_test": int(len(test)), "num_pretrain": int(len(unlabeled)),

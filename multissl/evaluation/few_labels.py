@@ -7,6 +7,9 @@ every row is evaluated on the same held-out test records:
 - ``scratch_finetune``: the same encoder architecture, randomly initialised (seeded), trained
   end to end with :func:`multissl.evaluation.finetune` — same augmentations, optimiser and
   steps as the SSL fine-tune, so the comparison differs only in the starting weights;
+- ``untrained_probe``: the same probe on the embeddings of the randomly initialised encoder
+  (given as ``untrained_embeddings``): what the architecture alone gives, so the SSL probe's
+  margin over it is what pretraining added;
 - ``ssl_probe``: logistic regression on frozen SSL embeddings (the same probe as ``raw_probe``);
 - ``ssl_finetune``: the pretrained encoder fine-tuned exactly like the from-scratch one.
 
@@ -28,9 +31,10 @@ from multissl.adapters.base import Adapter, Prepared, take
 from multissl.evaluation.finetune import FinetuneConfig, finetune
 from multissl.evaluation.linear import linear_probe
 
-ROWS = ("raw_probe", "scratch_finetune", "ssl_probe", "ssl_finetune")
+ROWS = ("raw_probe", "untrained_probe", "scratch_finetune", "ssl_probe", "ssl_finetune")
 ROW_LABELS = {
     "raw_probe": "raw input + logistic regression",
+    "untrained_probe": "untrained encoder + logistic regression",
     "scratch_finetune": "from scratch (same aug, same budget)",
     "ssl_probe": "SSL frozen + logistic regression",
     "ssl_finetune": "SSL fine-tuned",
@@ -59,13 +63,16 @@ class FewLabelConfig:
 def compare_few_labels(encoder: nn.Module, embed_dim: int, adapter: Adapter, prepared: Prepared, labels: np.ndarray,
                        pool: np.ndarray, test: np.ndarray, build_scratch: Callable[[], nn.Module],
                        embeddings: np.ndarray, raw: Optional[np.ndarray] = None,
+                       untrained_embeddings: Optional[np.ndarray] = None,
                        config: Optional[FewLabelConfig] = None, log: Callable[[str], None] = print) -> Dict[str, Any]:
     """Accuracy (mean, std, runs) of every row for every k. ``embeddings`` are the SSL
-    embeddings of all records; ``raw`` the flattened raw inputs (skipped when None)."""
+    embeddings of all records; ``raw`` the flattened raw inputs and ``untrained_embeddings`` those of
+    the randomly initialised encoder (each row skipped when None)."""
     cfg = config or FewLabelConfig()
     ft = cfg.finetune or FinetuneConfig()
     num_classes = int(labels.max()) + 1
-    rows = [r for r in ROWS if raw is not None or r != "raw_probe"]
+    optional = {"raw_probe": raw, "untrained_probe": untrained_embeddings}
+    rows = [r for r in ROWS if optional.get(r, embeddings) is not None]
     runs: Dict[str, Dict[int, List[float]]] = {r: {k: [] for k in cfg.labels_per_class} for r in rows}
     test_t = torch.as_tensor(test)
     for k in cfg.labels_per_class:
@@ -73,6 +80,9 @@ def compare_few_labels(encoder: nn.Module, embed_dim: int, adapter: Adapter, pre
             lab = sample_per_class(labels, pool, k, seed)
             if raw is not None:
                 runs["raw_probe"][k].append(linear_probe(raw[lab], labels[lab], raw[test], labels[test]))
+            if untrained_embeddings is not None:
+                u = untrained_embeddings
+                runs["untrained_probe"][k].append(linear_probe(u[lab], labels[lab], u[test], labels[test]))
             runs["ssl_probe"][k].append(linear_probe(embeddings[lab], labels[lab], embeddings[test], labels[test]))
             torch.manual_seed(seed)
             scratch = build_scratch()
@@ -87,12 +97,16 @@ def compare_few_labels(encoder: nn.Module, embed_dim: int, adapter: Adapter, pre
 
 
 def gains(summary: Dict[str, Any]) -> Dict[str, Any]:
-    """SSL minus from-scratch accuracy per k, for the probe and the fine-tune."""
+    """SSL minus from-scratch accuracy per k, for the probe and the fine-tune (and the SSL probe
+    minus the untrained encoder's probe, when that row was run)."""
     out = {}
     for k in summary["scratch_finetune"]:
         base = summary["scratch_finetune"][k]["mean"]
         out[k] = {"ssl_probe_minus_scratch": summary["ssl_probe"][k]["mean"] - base,
                   "ssl_finetune_minus_scratch": summary["ssl_finetune"][k]["mean"] - base}
+        if "untrained_probe" in summary:
+            out[k]["ssl_probe_minus_untrained_probe"] = (summary["ssl_probe"][k]["mean"]
+                                                          - summary["untrained_probe"][k]["mean"])
     return out
 
 

@@ -35,9 +35,13 @@ def test_recipe_writes_metrics_plot_and_model(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["classes"] == ["left", "middle", "right"]
     assert metrics["num_test"] + metrics["num_pretrain"] == 36  # test images are not pretrained on
-    for row in ("raw_probe", "scratch_finetune", "ssl_probe", "ssl_finetune"):
+    for row in ("raw_probe", "untrained_probe", "scratch_finetune", "ssl_probe", "ssl_finetune"):
         assert set(metrics["results"][row]) == {"1", "2"}
         assert all(len(v["runs"]) == 2 and 0 <= v["mean"] <= 1 for v in metrics["results"][row].values())
+    for k, gain in metrics["gains"].items():  # the gains are the differences of the rows' means
+        r = metrics["results"]
+        assert abs(gain["ssl_probe_minus_untrained_probe"]
+                   - (r["ssl_probe"][k]["mean"] - r["untrained_probe"][k]["mean"])) < 1e-12
     assert (out / "accuracy_vs_labels.png").stat().st_size > 1000
     assert (out / "final" / "model.safetensors").is_file()
 
