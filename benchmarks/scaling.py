@@ -85,10 +85,12 @@ def child(args: argparse.Namespace) -> Dict[str, Any]:
     encoder = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 64))
     method = build_method("simclr", encoder, 64)
     stamps: List[float] = []
+    cpu_stamps: List[float] = []
     hook = method.on_train_step_end
 
     def stamp(progress: float) -> None:
         stamps.append(time.perf_counter())
+        cpu_stamps.append(time.process_time())  # all threads of this process (the prefetch thread too)
         hook(progress)
 
     method.on_train_step_end = stamp
@@ -101,8 +103,9 @@ def child(args: argparse.Namespace) -> Dict[str, Any]:
     steps = len(stamps)
     w = min(args.warmup, steps - 2)
     rate = (steps - 1 - w) * args.batch_size / (stamps[-1] - stamps[w])
+    cpu_rate = (steps - 1 - w) * args.batch_size / (cpu_stamps[-1] - cpu_stamps[w])
     return {"records": len(stream), "steps": steps, "warmup_steps": w, "batch_size": args.batch_size,
-            "samples_per_s": rate, "epoch_seconds": wall, "loss": history[-1]["loss"],
+            "samples_per_s": rate, "samples_per_cpu_s": cpu_rate, "loadavg_end": list(os.getloadavg()), "epoch_seconds": wall, "loss": history[-1]["loss"],
             "rss_start_mb": rss_start, "peak_rss_mb": _rss_mb("VmHWM"), "row_groups": len(stream.blocks),
             "file_mb": Path(args.data).stat().st_size / 2**20}
 
@@ -150,27 +153,36 @@ def main() -> None:
                 subprocess.run(cmd, check=True, env=env)
                 runs.append(json.loads(result.read_text()))
             rates = sorted(x["samples_per_s"] for x in runs)
+            cpu_rates = sorted(x["samples_per_cpu_s"] for x in runs)
             r = dict(runs[0], samples_per_s=rates[len(rates) // 2], samples_per_s_runs=[x["samples_per_s"] for x in runs],
+                     samples_per_cpu_s=cpu_rates[len(cpu_rates) // 2],
                      peak_rss_mb=max(x["peak_rss_mb"] for x in runs), epoch_seconds=max(x["epoch_seconds"] for x in runs))
             r["write_seconds"] = write_s
             rows.append(r)
-            print(f"{n:>9,d} records: {r['samples_per_s']:8.0f} samples/s, peak RSS {r['peak_rss_mb']:.0f} MB "
+            print(f"{n:>9,d} records: {r['samples_per_s']:8.0f} samples/s ({r['samples_per_cpu_s']:.0f} per CPU-s), peak RSS {r['peak_rss_mb']:.0f} MB "
                   f"({r['steps']} steps, {r['epoch_seconds']:.0f} s)", flush=True)
             path.unlink()
 
     base = rows[0]
-    print(f"\n{'records':>10} {'file MB':>8} {'steps':>6} {'samples/s':>10} {'vs first':>9} {'peak RSS MB':>12} {'growth MB':>10}")
+    print(f"\n{'records':>10} {'file MB':>8} {'steps':>6} {'samples/s':>10} {'vs first':>9} {'per CPU-s':>10} "
+          f"{'vs first':>9} {'peak RSS MB':>12} {'growth MB':>10}")
     for r in rows:
         r["throughput_ratio"] = r["samples_per_s"] / base["samples_per_s"]
+        r["cpu_throughput_ratio"] = r["samples_per_cpu_s"] / base["samples_per_cpu_s"]
         r["rss_growth_mb"] = r["peak_rss_mb"] - base["peak_rss_mb"]
         print(f"{r['records']:>10,d} {r['file_mb']:>8.1f} {r['steps']:>6d} {r['samples_per_s']:>10.0f} "
-              f"{r['throughput_ratio']:>8.2f}x {r['peak_rss_mb']:>12.0f} {r['rss_growth_mb']:>+10.0f}")
-    worst = min(r["throughput_ratio"] for r in rows)
+              f"{r['throughput_ratio']:>8.2f}x {r['samples_per_cpu_s']:>10.0f} {r['cpu_throughput_ratio']:>8.2f}x "
+              f"{r['peak_rss_mb']:>12.0f} {r['rss_growth_mb']:>+10.0f}")
     growth = max(r["rss_growth_mb"] for r in rows)
+    # wall-clock samples/s on a machine shared with other jobs moves with their load; samples per
+    # CPU-second of this process (all its threads) is the figure that load does not change
     checks = {"throughput_within_20pct": all(abs(r["throughput_ratio"] - 1) <= 0.2 for r in rows),
+              "cpu_throughput_within_20pct": all(abs(r["cpu_throughput_ratio"] - 1) <= 0.2 for r in rows),
               "rss_growth_below_200mb": growth < 200}
-    print(f"\nthroughput: lowest {worst:.2f}x of the first size (target within 20%): "
-          f"{'met' if checks['throughput_within_20pct'] else 'MISSED'}")
+    for key, label in (("throughput_ratio", "samples/s (wall)"), ("cpu_throughput_ratio", "samples per CPU-second")):
+        lo, hi = min(r[key] for r in rows), max(r[key] for r in rows)
+        ok = all(abs(r[key] - 1) <= 0.2 for r in rows)
+        print(f"{label}: {lo:.2f}x-{hi:.2f}x of the first size (target within 20%): {'met' if ok else 'MISSED'}")
     print(f"peak RSS growth: {growth:+.0f} MB (target < 200 MB): {'met' if checks['rss_growth_below_200mb'] else 'MISSED'}")
     out = {"benchmark": "scaling", "command": " ".join([os.path.relpath(sys.executable, REPO)] + sys.argv),
            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "threads": args.threads,
