@@ -80,6 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--finetune-steps", type=int, default=300, help="optimiser steps for --protocol finetune")
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--output", default=None, help="write the metrics as JSON here")
+    v.add_argument("--on-bad-record", default="raise", metavar="raise|skip",
+                   help="'skip' leaves bad records out together with their labels and counts them (default: raise)")
 
     u = sub.add_parser("push", help="upload a model folder to the Hugging Face Hub")
     u.add_argument("--model", required=True)
@@ -213,10 +215,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from multissl.model import SSLModel
     from multissl.trainer import embed_prepared
 
+    from multissl.bad_records import BadRecordPolicy
+
     if not 0 < args.test_fraction < 1:
         raise ConfigError(f"--test-fraction must be in (0, 1), got {args.test_fraction}")
+    policy = BadRecordPolicy(args.on_bad_record)
     model = SSLModel.from_pretrained(args.model)
-    prepared, y, classes = load_labelled(args.data, model.adapter, args.label_column)
+    prepared, y, classes = load_labelled(args.data, model.adapter, args.label_column, policy)
+    if policy.skipped:
+        print(f"multissl: warning: {policy.message()}", file=sys.stderr)
     idx = np.arange(len(y))
     try:
         train, test = train_test_split(idx, test_size=args.test_fraction, stratify=y, random_state=args.seed)
@@ -240,7 +247,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         else:
             acc = linear_probe(z[train], y[train], z[test], y[test])
     result = {"protocol": args.protocol, "accuracy": acc, "train": int(len(train)), "test": int(len(test)),
-              "classes": classes, "model": str(args.model), "data": str(args.data)}
+              "classes": classes, "model": str(args.model), "data": str(args.data),
+              **({"skipped_records": policy.summary()} if policy.skip else {})}
     print(f"{args.protocol} accuracy: {acc:.4f}  ({len(train)} train / {len(test)} test, {len(classes)} classes)")
     if args.output:
         from multissl.evaluation.few_labels import write_json_atomic

@@ -147,12 +147,25 @@ def _label_column(ds: Any, label_column: Optional[str], path: str) -> str:
     raise DataError(f"{path}: cannot find a label column; pass --label-column (columns: {', '.join(ds.column_names)})")
 
 
-def load_labelled(path: str, adapter: Any, label_column: Optional[str] = None) -> Tuple[Any, np.ndarray, List[str]]:
+def load_labelled(path: str, adapter: Any, label_column: Optional[str] = None,
+                  policy: Any = None) -> Tuple[Any, np.ndarray, List[str]]:
     """Prepared data, integer labels and class names for evaluation.
 
     Accepts a folder with one sub-folder per class (ImageFolder layout), a .npz with ``x``/``y``
-    arrays, or a dataset (Parquet/Arrow/saved) with a label column.
+    arrays, or a dataset (Parquet/Arrow/saved) with a label column. Under a "skip"
+    :class:`~multissl.bad_records.BadRecordPolicy`, bad records are left out together with
+    their labels (and counted in ``policy``).
     """
+    from multissl.bad_records import BadRecordPolicy, prepare_with_policy
+
+    policy = BadRecordPolicy.of(policy)
+
+    def prepare_xy(x: Any, y: np.ndarray) -> Tuple[Any, np.ndarray]:
+        part = BadRecordPolicy(policy.mode)
+        prepared = prepare_with_policy(adapter, x, part)
+        policy.skipped += part.skipped
+        return prepared, part.drop_skipped(np.asarray(y))
+
     p = Path(path).expanduser()
     if not any(ch in str(path) for ch in "*?[") and not p.exists():
         raise DataError(f"{path}: no such file or folder")
@@ -163,15 +176,16 @@ def load_labelled(path: str, adapter: Any, label_column: Optional[str] = None) -
         x, y = read_idx(images), read_idx(labels)
         if len(x) != len(y):
             raise DataError(f"{path}: {len(x)} images but {len(y)} labels")
+        prepared, y = prepare_xy(x, y)
         codes, names = _encode(y)
-        return adapter.prepare(x), codes, names
+        return prepared, codes, names
     if p.is_dir() and not _is_hf_saved(p) and not list(p.glob("*.parquet")):
         classes = sorted(d.name for d in p.iterdir() if d.is_dir() and not d.name.startswith("."))
         if len(classes) < 2:
             raise DataError(f"{path}: expected one sub-folder per class (at least two)")
         parts, labels = [], []
         for i, c in enumerate(classes):
-            prepared = adapter.prepare(str(p / c))
+            prepared = prepare_with_policy(adapter, str(p / c), policy)  # labels come from the count kept
             parts.append(prepared)
             n = len(prepared) if not isinstance(prepared, dict) else len(next(iter(prepared.values())))
             labels.append(np.full(n, i, dtype=np.int64))
@@ -180,7 +194,8 @@ def load_labelled(path: str, adapter: Any, label_column: Optional[str] = None) -
         x, y = _npz(p)
         if y is None:
             raise DataError(f"{path}: .npz has no label array (name it one of {', '.join(LABEL_KEYS)})")
-        return adapter.prepare(x), _encode(y)[0], _encode(y)[1]
+        prepared, y = prepare_xy(x, y)
+        return prepared, _encode(y)[0], _encode(y)[1]
     ds = load_data(path)
     if isinstance(ds, (str, np.ndarray)):
         raise DataError(f"{path}: cannot find labels in this source")
@@ -188,11 +203,11 @@ def load_labelled(path: str, adapter: Any, label_column: Optional[str] = None) -
     y = np.asarray(ds[col])
     feat = ds.features[col]
     names = list(getattr(feat, "names", []) or [])
-    data = ds.remove_columns([col])
+    prepared, y = prepare_xy(ds.remove_columns([col]), y)
     if names:
-        return adapter.prepare(data), y.astype(np.int64), names
+        return prepared, y.astype(np.int64), names
     codes, names = _encode(y)
-    return adapter.prepare(data), codes, names
+    return prepared, codes, names
 
 
 def _encode(y: np.ndarray) -> Tuple[np.ndarray, List[str]]:

@@ -359,3 +359,41 @@ def test_cli_default_still_stops_and_an_unknown_value_is_one_line_exit_2(tmp_pat
     lines = [line for line in err.splitlines() if line.strip()]
     assert lines == ["multissl: error: on_bad_record must be one of 'raise', 'skip', got 'ignore'"]
     assert not out.exists()
+
+
+def test_cli_evaluate_skip_drops_labels_with_their_records(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    images = (rng.random((24, 8, 8)) * 255).astype(np.uint8)
+    np.save(tmp_path / "unlabeled.npy", images)
+    assert main(["pretrain", "--data", str(tmp_path / "unlabeled.npy"), "--output", str(tmp_path / "run"),
+                 "--encoder", "small_cnn", "--epochs", "1", "--batch-size", "8", "--no-progress"]) == 0
+    capsys.readouterr()
+    # class k's images are bright in band k; two records are out of [0, 1]
+    x = rng.random((20, 8, 8)) * 0.3
+    y = np.arange(20) % 2
+    x[y == 1, :, 4:] += 0.6
+    x[[5, 12]] *= 255.0
+    np.savez(tmp_path / "labelled.npz", x=x, y=y)
+    folder = tmp_path / "classes"
+    for k in (0, 1):
+        (folder / f"c{k}").mkdir(parents=True)
+        for i in range(6):
+            _png(folder / f"c{k}" / f"{i}.png", 30 + 150 * k)
+    (folder / "c1" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnope")
+    for data, k, total in ((tmp_path / "labelled.npz", 2, 20), (folder, 1, 13)):
+        out = tmp_path / f"{data.stem}.json"
+        assert main(["evaluate", "--model", str(tmp_path / "run" / "final"), "--data", str(data),
+                     "--output", str(out)]) == 2  # the default stops
+        err = capsys.readouterr().err
+        assert ("record 5" if k == 2 else "broken.png") in err and not out.exists()
+        assert main(["evaluate", "--model", str(tmp_path / "run" / "final"), "--data", str(data),
+                     "--output", str(out), "--on-bad-record", "skip", "--test-fraction", "0.5"]) == 0
+        err = capsys.readouterr().err
+        assert f"multissl: warning: skipped {k} bad record" in err
+        result = json.loads(out.read_text())
+        assert result["train"] + result["test"] == total - k
+        assert result["skipped_records"]["count"] == k
+    # labels followed their records: the bright band still predicts the class (misaligned labels
+    # would flip every label after record 5 and give about chance)
+    assert json.loads((tmp_path / "labelled.json").read_text())["accuracy"] >= 0.8
+    assert json.loads((tmp_path / "classes.json").read_text())["accuracy"] == 1.0
