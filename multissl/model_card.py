@@ -41,6 +41,9 @@ def render_model_card(config: Dict[str, Any]) -> str:
               "mixed_precision", "seed", "train_seconds"):
         if k in training:
             lines.append(f"- {k}: {training[k]}")
+    skipped = training.get("skipped_records")
+    if skipped is not None:
+        lines.append(f"- bad records skipped (on_bad_record=\"skip\"): {skipped.get('count', 0)}")
     if config.get("method_hparams"):
         lines.append(f"- method hyperparameters: `{json.dumps(config['method_hparams'], default=str)}`")
     if metrics:

@@ -297,6 +297,7 @@ def test_pretrain_skips_and_drops_knn_labels_with_their_records(tmp_path):
     assert report["count"] == 2 and [r["index"] for r in report["skipped"]] == [3, 10]
     saved = json.loads((tmp_path / "run" / "final" / "config.json").read_text())
     assert saved["training"]["skipped_records"]["count"] == 2
+    assert 'bad records skipped (on_bad_record="skip"): 2' in (tmp_path / "run" / "final" / "README.md").read_text()
     lines = [str(w.message) for w in caught if issubclass(w.category, SkippedRecordsWarning)]
     assert lines[0].startswith("skipped 2 bad records: record 3 (NaN at channel 0, step 2")
 
