@@ -398,3 +398,18 @@ def test_cli_evaluate_skip_drops_labels_with_their_records(tmp_path, capsys):
     # would flip every label after record 5 and give about chance)
     assert json.loads((tmp_path / "labelled.json").read_text())["accuracy"] >= 0.8
     assert json.loads((tmp_path / "classes.json").read_text())["accuracy"] == 1.0
+
+
+def test_an_adapter_without_on_bad_record_works_by_default_and_refuses_skip():
+    from multissl import pretrain
+    from multissl.adapters.timeseries import TimeSeriesAdapter
+
+    class OldAdapter(TimeSeriesAdapter):  # a third-party prepare() without the argument
+        def prepare(self, data):
+            return super().prepare(data)
+
+    x = np.random.default_rng(0).random((8, 1, 16))
+    with pytest.raises(ConfigError, match="does not support on_bad_record='skip'"):
+        pretrain(x, OldAdapter(), "simclr", epochs=1, batch_size=4, on_bad_record="skip", progress=False, trackers=None)
+    model = pretrain(x, OldAdapter(), "simclr", epochs=1, batch_size=4, max_steps=1, progress=False, trackers=None)
+    assert "skipped_records" not in model.config["training"]  # nothing recorded under the default
