@@ -25,7 +25,7 @@ from __future__ import annotations
 import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterator, List, Optional, Union
 
 import numpy as np
 
