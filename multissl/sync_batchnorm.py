@@ -70,6 +70,15 @@ def combine_moments(moments: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, 
     return total, mean, m2
 
 
+def _gather_moments(moments: torch.Tensor) -> torch.Tensor:
+    """(1 + 2C,) per process -> (W, 1 + 2C), with the all-reduce backward of
+    :func:`multissl.distributed.gather`; one collective (every process sends one row, so the
+    row counts need not be exchanged first)."""
+    if not msd.is_distributed():
+        return moments.unsqueeze(0)
+    return msd._GatherWithGrad.apply(moments.unsqueeze(0), [1] * msd.world_size(), msd.rank())
+
+
 class SyncBatchNorm(_BatchNorm):
     """BatchNorm over the batch of *every* process, in pure PyTorch (any device, any backend).
 
@@ -102,7 +111,7 @@ class SyncBatchNorm(_BatchNorm):
 
         dtype = torch.promote_types(x.dtype, torch.float32)
         xf = x.to(dtype)
-        moments = msd.gather(local_moments(xf).unsqueeze(0))
+        moments = _gather_moments(local_moments(xf))
         count, mean, m2 = combine_moments(moments)
         if count <= 1:
             raise ValueError(f"SyncBatchNorm needs more than 1 value per channel in training mode, got {int(count)}")
