@@ -21,7 +21,8 @@ after the second step the largest difference over the whole state dict (weights,
 running statistics; relative to the largest entry of each tensor when that exceeds 1).
 
 Siamese methods wrap a small MLP encoder *with BatchNorm* (their heads have BatchNorm too;
-vibcreg's ends in IterNorm). Masked methods (mae, data2vec) wrap a small TokenEncoder over
+vibcreg's ends in IterNorm); ts2vec a small convolutional encoder with BatchNorm over crops
+whose overlaps differ from row to row. Masked methods (mae, data2vec) wrap a small TokenEncoder over
 3-value tokens with padding: rows have different lengths, so the ranks hide different numbers of
 tokens, which is what a per-process mean over hidden tokens gets wrong.
 
@@ -32,7 +33,8 @@ the same per-row masks: the script draws the global batch's masks once and patch
 ``method.sample_mask`` so the reference gets all rows and each rank gets its own rows.
 
 Two negative controls show that the comparison catches the bugs it is for: mode ``no_sync``
-runs the Siamese methods under DDP with plain BatchNorm (no conversion), mode ``local_mean`` the
+runs the Siamese methods under DDP with plain BatchNorm (no conversion), ``no_gather`` ts2vec
+with each process contrasting only its own series, mode ``local_mean`` the
 masked methods with each process averaging its loss over its *own* hidden tokens (the code
 before :func:`multissl.distributed.global_mean`); both must differ from the reference.
 
@@ -73,6 +75,7 @@ SIAMESE: Dict[str, Dict[str, Any]] = {
     "vicreg": dict(HEADS),
     "vibcreg": {**HEADS, "iternorm_groups": 2},
 }
+SERIES: Dict[str, Dict[str, Any]] = {"ts2vec": {"alpha": 0.5}}
 MASKED: Dict[str, Dict[str, Any]] = {
     "mae": {"mask_ratio": 0.5, "decoder_dim": 8, "decoder_depth": 1, "decoder_heads": 2},
     "data2vec": {"mask_ratio": 0.5, "top_k_layers": 2, "ema_decay": 0.5, "ema_end_decay": 0.9},
@@ -93,19 +96,55 @@ class ValueStem(nn.Module):
         return self.lin(values), padding
 
 
-def build(name: str) -> nn.Module:
+class StepEncoder(nn.Module):
+    """Per-step features of a series view {"x": (B, 1, T), "mask", "offset"} (Conv1d ->
+    BatchNorm -> ReLU -> Conv1d) for ts2vec; ``forward`` max-pools them over time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv1d(1, 8, 3, padding=1, bias=False), nn.BatchNorm1d(8), nn.ReLU(),
+                                 nn.Conv1d(8, EMBED, 3, padding=1))
+
+    def forward_tokens(self, view: Dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.net(view["x"]).transpose(1, 2)
+
+    def forward(self, view: Dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.forward_tokens(view).amax(1)
+
+
+def build(name: str, **override: Any) -> nn.Module:
     torch.manual_seed(0)
     if name in MASKED:
         encoder = TokenEncoder(ValueStem(), TOKEN_DIM, depth=2, heads=2, max_tokens=TOKENS)
-        return build_method(name, encoder, TOKEN_DIM, **MASKED[name]).double()
+        return build_method(name, encoder, TOKEN_DIM, **MASKED[name], **override).double()
+    if name in SERIES:
+        return build_method(name, StepEncoder(), EMBED, **SERIES[name], **override).double()
     encoder = nn.Sequential(nn.Linear(IN_DIM, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, EMBED))
-    return build_method(name, encoder, EMBED, **SIAMESE[name]).double()
+    return build_method(name, encoder, EMBED, **SIAMESE[name], **override).double()
 
 
 def siamese_batch(step: int) -> List[torch.Tensor]:
     g = torch.Generator().manual_seed(100 + step)
     x1 = torch.randn(GLOBAL_BATCH, IN_DIM, generator=g, dtype=torch.float64) * 2 + 1
     return [x1, x1 + 0.3 * torch.randn(GLOBAL_BATCH, IN_DIM, generator=g, dtype=torch.float64)]
+
+
+def series_views(step: int) -> List[Dict[str, torch.Tensor]]:
+    """Two crops per series (offsets, lengths) whose overlaps differ from row to row: the
+    shortest is 8 steps on rank 0's rows and 6 on rank 1's, so cutting to the *global* shortest
+    matters."""
+    g = torch.Generator().manual_seed(300 + step)
+    source = torch.randn(GLOBAL_BATCH, 1, 10, generator=g, dtype=torch.float64)
+    crops = [([0, 1, 2, 0, 3, 0, 4, 1], [10, 9, 8, 10, 7, 10, 6, 9]),
+             ([1, 0, 0, 2, 0, 2, 0, 3], [9, 10, 10, 8, 10, 8, 10, 7])]
+    views = []
+    for offsets, lengths in crops:
+        x = torch.zeros(GLOBAL_BATCH, 1, 10, dtype=torch.float64)
+        for i, (o, n) in enumerate(zip(offsets, lengths)):
+            x[i, :, :n] = source[i, :, o:o + n]
+        views.append({"x": x, "mask": torch.arange(10).unsqueeze(0) < torch.tensor(lengths).unsqueeze(1),
+                      "offset": torch.tensor(offsets)})
+    return views
 
 
 def token_batch(step: int):
@@ -130,9 +169,9 @@ def single_process() -> Iterator[None]:
         msd.is_distributed = saved
 
 
-def run(name: str, accelerator: Accelerator, distributed: bool, sync: bool = True) -> Dict[str, Any]:
+def run(name: str, accelerator: Accelerator, distributed: bool, sync: bool = True, **override: Any) -> Dict[str, Any]:
     """Two steps of ``name``; losses (mean over ranks), gradients per step, final state dict."""
-    method = build(name)
+    method = build(name, **override)
     if distributed and sync:
         convert_sync_batchnorm(method, device="cpu")  # what Trainer.fit does when num_processes > 1
     model = accelerator.prepare(method) if distributed else method
@@ -148,6 +187,8 @@ def run(name: str, accelerator: Accelerator, distributed: bool, sync: bool = Tru
             method.sample_mask = lambda tb, pad, generator=None, m=mask[rows]: m  # noqa: E731 (see docstring)
             out = model(TokenBatch(inputs=(values[rows], padding[rows]), targets=values[rows].clone(),
                                    padding_mask=padding[rows]))
+        elif name in SERIES:
+            out = model([{k: t[rows] for k, t in v.items()} for v in series_views(step)])
         else:
             out = model([v[rows] for v in siamese_batch(step)])
         loss = out["loss"]
@@ -168,10 +209,10 @@ def run(name: str, accelerator: Accelerator, distributed: bool, sync: bool = Tru
     return {"losses": losses, "grads": grads, "state": state, "moved": moved}
 
 
-def compare(name: str, accelerator: Accelerator, sync: bool = True) -> Dict[str, Any]:
+def compare(name: str, accelerator: Accelerator, sync: bool = True, **override: Any) -> Dict[str, Any]:
     with single_process():
         ref = run(name, accelerator, distributed=False)
-    ddp = run(name, accelerator, distributed=True, sync=sync)
+    ddp = run(name, accelerator, distributed=True, sync=sync, **override)
     assert ddp["grads"][0].keys() == ref["grads"][0].keys()
     result: Dict[str, Any] = {"loss": ref["losses"][0]}
     for step in range(2):
@@ -235,13 +276,13 @@ def _train_out(bn: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
-    parser.add_argument("--methods", default=",".join([*SIAMESE, *MASKED]))
+    parser.add_argument("--methods", default=",".join([*SIAMESE, *SERIES, *MASKED]))
     args = parser.parse_args()
     torch.set_num_threads(1)
     accelerator = Accelerator(cpu=True)
     assert msd.world_size() == accelerator.num_processes == 2, "launch with 2 processes"
     names = args.methods.split(",")
-    results: Dict[str, Any] = {"synced": {}, "no_sync": {}, "local_mean": {}}
+    results: Dict[str, Any] = {"synced": {}, "no_sync": {}, "local_mean": {}, "no_gather": {}}
     for name in names:
         results["synced"][name] = compare(name, accelerator)
     for name in names:  # negative controls
@@ -250,6 +291,8 @@ def main() -> None:
                 results["local_mean"][name] = compare(name, accelerator)
         else:
             results["no_sync"][name] = compare(name, accelerator, sync=False)
+        if name in SERIES:  # each process contrasting its own series
+            results["no_gather"][name] = compare(name, accelerator, gather_distributed=False)
     results["syncbn_uneven"] = syncbn_uneven()
     if accelerator.is_main_process:
         with open(args.out, "w") as f:

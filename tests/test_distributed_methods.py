@@ -5,12 +5,8 @@ statistics), with the model converted the way the trainer converts it (SyncBatch
 One ``accelerate launch`` of tests/ddp_methods_script.py (two CPU processes, gloo; see that
 script for what is compared and why the masks are patched) serves the whole module. The
 negative controls show the comparison catches the bugs it exists for: plain BatchNorm under DDP
-(every Siamese method here has BatchNorm) and a per-process mean over hidden tokens (masked
-methods, rows of different lengths).
-
-Not covered: ``ts2vec``, whose loss contrasts within each process's batch (no gathered
-negatives, overlap cropped to the local batch), so it is not meant to equal a 1-process run; see
-docs/distributed.md.
+(every Siamese method here has BatchNorm), ts2vec contrasting each process's own series, and a
+per-process mean over hidden tokens (masked methods, rows of different lengths).
 """
 from __future__ import annotations
 
@@ -24,7 +20,7 @@ import pytest
 
 SCRIPT = Path(__file__).with_name("ddp_methods_script.py")
 TOLERANCE = 1e-5
-SIAMESE = ["simclr", "moco", "byol", "simsiam", "barlowtwins", "vicreg", "vibcreg"]
+SIAMESE = ["simclr", "moco", "byol", "simsiam", "barlowtwins", "vicreg", "vibcreg", "ts2vec"]
 MASKED = ["mae", "data2vec"]
 EMA_TEACHERS = ["moco", "byol", "data2vec"]
 
@@ -66,6 +62,11 @@ def test_ema_teacher_is_covered(results: dict, method: str) -> None:
 def test_plain_batchnorm_under_ddp_differs(results: dict, method: str) -> None:
     r = results["no_sync"][method]
     assert r["grad_err_0"] > 100 * TOLERANCE, r
+
+
+def test_ts2vec_without_gathering_differs(results: dict) -> None:
+    r = results["no_gather"]["ts2vec"]
+    assert r["loss_err_0"] > 100 * TOLERANCE and r["grad_err_0"] > 100 * TOLERANCE, r
 
 
 @pytest.mark.parametrize("method", MASKED)
