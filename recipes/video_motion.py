@@ -62,6 +62,7 @@ class VideoMotionArgs:
     finetune_steps: int = 100
     finetune_lr: float = 1e-3
     finetune_batch_size: int = 32
+    motion_encoders: str = "ssl,predictor"
     seed: int = 0
     progress: bool = True
     quick: bool = False
@@ -96,6 +97,9 @@ def parse_args(argv: Optional[List[str]] = None) -> VideoMotionArgs:
     p.add_argument("--finetune-steps", type=int, default=d.finetune_steps)
     p.add_argument("--finetune-lr", type=float, default=d.finetune_lr)
     p.add_argument("--finetune-batch-size", type=int, default=d.finetune_batch_size)
+    p.add_argument("--motion-encoders", default=d.motion_encoders,
+                   help="encoders compared with scratch in (b): ssl (the --ssl-method encoder) and/or predictor "
+                        "(the encoder of the SSL-initialised future-frame predictor, itself self-supervised)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--quick", action="store_true", help="tiny smoke run (overrides the sizes)")
@@ -116,6 +120,9 @@ def parse_args(argv: Optional[List[str]] = None) -> VideoMotionArgs:
         p.error(f"--ssl-hparams is not JSON ({e})")
     if not isinstance(hp, dict):
         p.error("--ssl-hparams must be a JSON object")
+    encoders = [e.strip() for e in args.motion_encoders.split(",") if e.strip()]
+    if not encoders or set(encoders) - {"ssl", "predictor"}:
+        p.error(f"--motion-encoders takes ssl and/or predictor, got {args.motion_encoders!r}")
     if args.motion_pool < 4 * args.labels_per_class:
         p.error(f"--motion-pool {args.motion_pool} is too small for {args.labels_per_class} labels per class")
     return args
@@ -306,14 +313,20 @@ def run_video_motion(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     if min(sets["labels"][sets["pool"]].tolist().count(c) for c in range(4)) < args.labels_per_class:
         raise ConfigError(f"--motion-pool {args.motion_pool}: some direction has fewer than "
                           f"{args.labels_per_class} sequences; raise --motion-pool")
-    motion = motion_few_labels(method.encoder, cls_adapter, sets, args.encoder_width, [args.labels_per_class],
-                               args.seeds, args.finetune_steps, args.finetune_lr, args.finetune_batch_size)
+    motion_by_encoder = {}
+    for name in [e.strip() for e in args.motion_encoders.split(",") if e.strip()]:
+        enc = method.encoder if name == "ssl" else predictors["ssl"].encoder
+        motion_by_encoder[name] = motion_few_labels(enc, cls_adapter, sets, args.encoder_width,
+                                                    [args.labels_per_class], args.seeds, args.finetune_steps,
+                                                    args.finetune_lr, args.finetune_batch_size)
+    motion = next(iter(motion_by_encoder.values()))
     motion["seconds"] = round(time.perf_counter() - t2, 1)
 
     out = Path(args.output)
     save_strip(predictors, pred_adapter, test, out / "prediction_strip.png")
     metrics = {"recipe": "video_motion", "args": asdict(args), "pretext": pretext, "pretext_history": history,
-               "prediction": prediction, "motion": motion, "directions": ["right", "up", "left", "down"],
+               "prediction": prediction, "motion": motion, "motion_by_encoder": motion_by_encoder,
+               "directions": ["right", "up", "left", "down"],
                "total_seconds": round(time.perf_counter() - t0, 1)}
     write_json_atomic(out / "metrics.json", metrics)
     k = str(args.labels_per_class)
@@ -326,11 +339,14 @@ def run_video_motion(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         print(f"  {label:<38}{value:>9.2f}")
     print(f"  reduction vs copy-last: SSL {prediction['ssl_reduction_vs_copy_last']:.1%}, "
           f"scratch {prediction['scratch_reduction_vs_copy_last']:.1%}")
-    print(f"\n(b) motion direction (4 classes), {args.labels_per_class} labels/class, {motion['num_test']} test clips")
-    print(format_table(motion["results"], args.seeds))
-    p = motion["paired"][k]
-    print(f"SSL fine-tuned minus from scratch, same labelled draws: {p['mean']:+.3f} "
-          f"(better in {p['wins']}/{len(p['differences'])})")
+    for name, mo in motion_by_encoder.items():
+        which = args.ssl_method if name == "ssl" else f"the future-frame predictor's encoder ({args.ssl_method} init)"
+        print(f"\n(b) motion direction (4 classes), {args.labels_per_class} labels/class, {mo['num_test']} test "
+              f"clips; SSL = {which}")
+        print(format_table(mo["results"], args.seeds))
+        p = mo["paired"][k]
+        print(f"SSL fine-tuned minus from scratch, same labelled draws: {p['mean']:+.3f} "
+              f"(better in {p['wins']}/{len(p['differences'])})")
     print(f"\nwrote {out / 'metrics.json'}, {out / 'prediction_strip.png'} ({metrics['total_seconds']:.0f}s)")
     state.wait_for_everyone()
     return metrics

@@ -54,6 +54,9 @@ def test_quick_run_writes_metrics_and_strip(tmp_path: Path) -> None:
     assert all(len(v["2"]["runs"]) == 2 and 0 <= v["2"]["mean"] <= 1 for v in runs.values())
     assert motion["paired"]["2"]["differences"] == [s - c for s, c in zip(runs["ssl_finetune"]["2"]["runs"],
                                                                             runs["scratch_finetune"]["2"]["runs"])]
+    # (b) is also run on the future-frame predictor's encoder, against the same scratch runs
+    assert set(m["motion_by_encoder"]) == {"ssl", "predictor"}
+    assert m["motion_by_encoder"]["predictor"]["results"]["scratch_finetune"] == runs["scratch_finetune"]
     assert (out / "prediction_strip.png").stat().st_size > 1000
 
 
