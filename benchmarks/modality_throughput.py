@@ -32,7 +32,7 @@ import platform
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -81,10 +81,10 @@ def make_data(modality: str, n: int, seed: int = 0) -> Any:
     raise SystemExit(f"unknown modality {modality!r}; choose from {', '.join(MODALITIES)}")
 
 
-def build(modality: str, prepared_sample: Any = None) -> tuple:
-    """(adapter, method name, method) with the adapter's recommended defaults, as pretrain() does."""
+def build(modality: str) -> tuple:
+    """(adapter class, method name, defaults): the adapter's recommendations, as pretrain() picks them."""
     from multissl.adapters import get_adapter_class
-    from multissl.methods import build_method, get_method_class
+    from multissl.methods import get_method_class
 
     cls = get_adapter_class(modality)
     defaults = dict(cls.defaults)

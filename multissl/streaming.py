@@ -377,7 +377,6 @@ def _to_python(values: Any, where: str) -> Any:
     """An Arrow array of one column -> what adapters' ``prepare`` accepts: a numpy array for
     equal-shaped numeric (nested) lists, else a list (bytes, ``{"bytes", "path"}`` dicts,
     strings, arrays of different lengths)."""
-    import pyarrow as pa
     import pyarrow.types as pt
 
     t = values.type
