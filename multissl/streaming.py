@@ -81,6 +81,9 @@ def parquet_files(source: Source) -> List[Path]:
         if not out:
             raise DataError("no Parquet files: the list is empty")
         return out
+    if not isinstance(source, (str, os.PathLike)):
+        raise DataError(f"streaming reads Parquet files from disk; got {type(source).__name__} (pass a file, folder "
+                        "or glob of .parquet files, or leave streaming off for in-memory data)")
     text = os.fspath(source)
     if any(ch in text for ch in "*?["):
         files = [Path(p) for p in sorted(glob.glob(text, recursive=True)) if Path(p).is_file()]

@@ -237,6 +237,8 @@ def test_bad_row_is_a_data_error_naming_file_and_row(tmp_path):
 
 
 def test_bad_sources_are_data_errors(tmp_path):
+    with pytest.raises(DataError, match="streaming reads Parquet files from disk; got ndarray"):
+        ParquetStream(np.zeros((4, 8)), VectorAdapter())
     with pytest.raises(DataError, match="no such file"):
         ParquetStream(tmp_path / "missing", VectorAdapter())
     (tmp_path / "x.npy").write_bytes(b"")
