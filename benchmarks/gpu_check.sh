@@ -3,7 +3,9 @@
 #   1. image: multissl vs lightly side by side (benchmarks/image_throughput.py --device cuda) on one
 #      real CIFAR-10 shard (10,000 JPEGs), bf16, batch 512;
 #   2. per modality: end-to-end vs model-only samples/s, ratio, host/device peak memory
-#      (benchmarks/modality_throughput.py --device cuda) for text, timeseries, video, signature, image.
+#      (benchmarks/modality_throughput.py --device cuda) for text, timeseries, video, signature, image;
+#   3. streaming on the GPU (benchmarks/scaling.py at 10k and 100k records, 150 steps each): the
+#      Parquet stream's prefetch thread with pinned memory and non-blocking copies feeding CUDA.
 # JSON results go to $OUT when it is set (the device machine's return folder), else
 # benchmarks/results/gpu/; the console log is kept there as gpu_check.log.
 #
@@ -65,10 +67,13 @@ start=$SECONDS
 if [[ "$DEVICE" == cpu ]]; then
     $PY benchmarks/image_throughput.py --quick --no-breakdown --output "$RESULTS/image_throughput_cpu_quick.json"
     $PY benchmarks/modality_throughput.py --modality all --quick --output "$RESULTS"
+    $PY benchmarks/scaling.py --quick --repeats 1 --output "$RESULTS/scaling_cpu_quick.json"
 else
     # 10,000 CIFAR-10 images, batch 512, bf16, 20 warmup + 50 timed steps, 2 rounds; lightly with 8 workers
     $PY benchmarks/image_throughput.py --device cuda --rounds 2 --output "$RESULTS/image_throughput_cuda.json"
     $PY benchmarks/modality_throughput.py --modality all --device cuda --output "$RESULTS"
+    $PY benchmarks/scaling.py --sizes 10000 100000 --repeats 1 --max-steps 150 --threads 4 \
+        --output "$RESULTS/scaling_cuda.json"
 fi
 echo "gpu_check: done in $((SECONDS - start)) s; results in $RESULTS"
 ls -l "$RESULTS"

@@ -258,33 +258,43 @@ def main(argv: Optional[List[str]] = None) -> List[Dict[str, Any]]:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--output", default=None, help="JSON file (one modality) or folder (--modality all)")
+    p.add_argument("--output", default=None, help="JSON file (one modality) or folder (--modality all; one fresh "
+                   "process per modality)")
     args = p.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         p.error("--device cuda but torch.cuda.is_available() is False")
     torch.set_num_threads(args.threads)
-    mods = list(MODALITIES) if args.modality == "all" else [args.modality]
     suffix = "_cuda" if args.device.startswith("cuda") else "_quick" if args.quick else ""
-    results = []
-    for m in mods:
-        r = run(m, args)
-        r["machine"] = machine(args.device, args.threads)
-        r["command"] = " ".join(["python", "benchmarks/modality_throughput.py"] + (argv if argv is not None else sys.argv[1:]))
-        results.append(r)
-        dev = r["end_to_end_device_peak_mb"]
-        print(f"{m:>10}  {r['method']:>8}/{r['encoder']:<12} batch {r['batch_size']:>4}  "
-              f"end-to-end {r['end_to_end_samples_per_s']:9.1f}/s  model-only {r['model_only_samples_per_s']:9.1f}/s  "
-              f"ratio {r['ratio']:.2f}  host peak {r['end_to_end_host_peak_mb']:.0f}/{r['model_only_host_peak_mb']:.0f} MB"
-              + (f"  device peak {dev:.0f}/{r['model_only_device_peak_mb']:.0f} MB" if dev is not None else ""),
-              flush=True)
-        if args.output and args.modality != "all":
-            out = Path(args.output)
-        else:
-            folder = Path(args.output) if args.output else REPO / "benchmarks" / "results"
+    argv = list(argv if argv is not None else sys.argv[1:])
+    if args.modality == "all":
+        # one fresh process per modality: each one's peak memory is its own, not the leftovers of the last
+        import subprocess
+
+        folder = Path(args.output) if args.output else REPO / "benchmarks" / "results"
+        rest = ["--device", args.device, "--threads", str(args.threads), "--seed", str(args.seed)]
+        rest += ["--quick"] if args.quick else []
+        for flag in ("num_records", "batch_size", "warmup", "steps"):
+            if getattr(args, flag) is not None:
+                rest += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
+        results = []
+        for m in MODALITIES:
             out = folder / f"{m}_throughput{suffix}.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(r, indent=2, default=str))
-    return results
+            subprocess.run([sys.executable, __file__, "--modality", m, "--output", str(out), *rest], check=True)
+            results.append(json.loads(out.read_text()))
+        return results
+    r = run(args.modality, args)
+    r["machine"] = machine(args.device, args.threads)
+    r["command"] = " ".join(["python", "benchmarks/modality_throughput.py"] + argv)
+    dev = r["end_to_end_device_peak_mb"]
+    print(f"{args.modality:>10}  {r['method']:>8}/{r['encoder']:<12} batch {r['batch_size']:>4}  "
+          f"end-to-end {r['end_to_end_samples_per_s']:9.1f}/s  model-only {r['model_only_samples_per_s']:9.1f}/s  "
+          f"ratio {r['ratio']:.2f}  host peak {r['end_to_end_host_peak_mb']:.0f}/{r['model_only_host_peak_mb']:.0f} MB"
+          + (f"  device peak {dev:.0f}/{r['model_only_device_peak_mb']:.0f} MB" if dev is not None else ""),
+          flush=True)
+    out = Path(args.output) if args.output else REPO / "benchmarks" / "results" / f"{args.modality}_throughput{suffix}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(r, indent=2, default=str))
+    return [r]
 
 
 if __name__ == "__main__":
