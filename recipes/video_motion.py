@@ -247,7 +247,7 @@ def run_video_motion(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     from multissl.evaluation.few_labels import format_table, write_json_atomic
     from multissl.methods import get_method_class
     from multissl.recipes._video import (classification_adapter, load_digits, motion_few_labels, motion_sets,
-                                         pretrain_encoder, split_digits)
+                                         pretext_accuracy, pretrain_encoder, split_digits)
 
     args = parse_args(argv)
     get_method_class(args.ssl_method).resolve_hparams(json.loads(args.ssl_hparams)) if hasattr(
@@ -280,8 +280,11 @@ def run_video_motion(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         state.wait_for_everyone()
         return {}
     pretext = {"method": args.ssl_method, "final_train_loss": history[-1]["loss"] if history else None,
-               "final_train_accuracy": history[-1].get("accuracy") if history else None,
                "seconds": round(t_ssl, 1), "method_hparams": method.hparams()}
+    if args.ssl_method in ("frame_order", "rotation"):  # classification pretexts: accuracy on test clips
+        pretext["heldout_accuracy"] = pretext_accuracy(method, ssl_adapter, test)
+        print(f"pretext ({args.ssl_method}) accuracy on {args.num_test} held-out clips: "
+              f"{pretext['heldout_accuracy']:.3f}")
     print(f"SSL ({args.ssl_method}) done in {t_ssl:.0f}s: {history[-1] if history else {}}")
 
     # (a) future-frame prediction, SSL-initialised vs from scratch, same budget

@@ -41,6 +41,7 @@ def test_quick_run_writes_metrics_and_strip(tmp_path: Path) -> None:
     assert main(["--data", str(digits), "--output", str(out), "--quick", "--no-progress"]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["recipe"] == "video_motion" and m["args"]["quick"] is True
+    assert m["pretext"]["method"] == "frame_order" and 0 <= m["pretext"]["heldout_accuracy"] <= 1
     pred = m["prediction"]
     for row in ("ssl", "scratch"):
         assert len(pred[row]["mse_by_time"]) == 10  # 10 -> 10
