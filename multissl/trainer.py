@@ -29,6 +29,7 @@ from torch import nn
 
 from multissl.adapters.base import Adapter, Prepared, num_records, take, to_device
 from multissl.errors import ConfigError, DataError
+from multissl import fast_path
 from multissl.methods.base import SSLMethod
 from multissl.streaming import is_stream
 
@@ -73,6 +74,15 @@ class TrainConfig:
     #: CUBLAS_WORKSPACE_CONFIG); slower on GPUs, needed for bit-identical GPU reruns. True: an op
     #: without a deterministic kernel raises; "warn": it warns and runs (docs/distributed.md)
     deterministic: Union[bool, str] = False
+    #: fused AdamW/SGD kernels (torch's ``fused=True``); None: on CUDA, the plain step elsewhere.
+    #: LARS keeps its own step (True with it is a ConfigError)
+    fused_optimizer: Optional[bool] = None
+    #: model and image/video views in channels_last memory format; None: on CUDA when the adapter
+    #: is image or video and the model has 2-D/3-D convolutions
+    channels_last: Optional[bool] = None
+    #: torch.compile the method's forward: True (inductor), a mode ("max-autotune", ...) or a
+    #: backend name ("aot_eager": no C++/Triton code generation); checkpoints keep plain keys
+    compile: Union[bool, str] = False
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -87,6 +97,10 @@ class TrainConfig:
             raise ConfigError(f"deterministic must be true, false or 'warn', got {self.deterministic!r}")
         if self.optimizer not in (None, "adamw", "sgd", "lars"):
             raise ConfigError(f"optimizer must be adamw|sgd|lars, got {self.optimizer!r}")
+        for name in ("fused_optimizer", "channels_last"):
+            if getattr(self, name) not in (None, True, False):
+                raise ConfigError(f"{name} must be true, false or null (automatic), got {getattr(self, name)!r}")
+        fast_path.compile_options(self.compile)  # a ConfigError for an unknown mode/backend
 
 
 def resolve_mixed_precision(choice: str) -> str:
@@ -131,8 +145,13 @@ class LARS(torch.optim.SGD):
                 g["weight_decay"] = wd
 
 
-def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float, momentum: float) -> torch.optim.Optimizer:
-    """Weight decay on weights only: biases and normalisation parameters (ndim <= 1) are exempt."""
+def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float, momentum: float,
+                    fused: bool = False) -> torch.optim.Optimizer:
+    """Weight decay on weights only: biases and normalisation parameters (ndim <= 1) are exempt.
+    ``fused``: torch's fused AdamW/SGD kernels (one launch for all parameters on CUDA)."""
+    if fused and name not in ("adamw", "sgd"):
+        raise ConfigError(f"fused=True applies to adamw and sgd, not {name!r}")
+    kernel = {"fused": True} if fused else {}
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:
@@ -142,9 +161,9 @@ def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float,
         {"params": no_decay, "weight_decay": 0.0, "lars_exclude": True},
     ]
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr)
+        return torch.optim.AdamW(groups, lr=lr, **kernel)
     if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=momentum)
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, **kernel)
     if name == "lars":
         return LARS(groups, lr=lr, momentum=momentum)
     raise ConfigError(f"unknown optimizer {name!r}")
@@ -337,7 +356,17 @@ class Trainer:
         bind = getattr(self.method, "bind_adapter", None)
         if bind is not None:  # before prepare(): buffers it sets move to the device with the model
             bind(self.adapter)
-        optimizer = build_optimizer(self.method, opt_name, lr, wd, cfg.momentum)
+        device = acc.device
+        fused = fast_path.resolve_fused(cfg.fused_optimizer, opt_name, device)
+        channels_last = fast_path.resolve_channels_last(cfg.channels_last, self.adapter.name, self.method, device)
+        if channels_last:  # before prepare(): the move to the device keeps the memory format
+            fast_path.model_to_channels_last(self.method)
+        compile_opts = fast_path.compile_options(cfg.compile)
+        if compile_opts is not None:  # in place: parameters and state-dict keys stay the method's own
+            fast_path.compile_in_place(self.method, compile_opts)
+        self.resolved.update(fused_optimizer=fused, channels_last=channels_last, compile=cfg.compile)
+        optimizer = build_optimizer(self.method, opt_name, lr, wd, cfg.momentum, fused=fused)
+        optimizer_kernels = fast_path.kernel_flags(optimizer)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, warmup_steps, cfg.min_lr_ratio))
         model, optimizer = acc.prepare(self.method, optimizer)
         # The scheduler is stepped once per optimiser step by us (Accelerate's wrapper would step it
@@ -346,11 +375,12 @@ class Trainer:
         # function of the step anyway, restored below from trainer_state.json.
         method = acc.unwrap_model(model)
 
-        device = acc.device
         on_device = cfg.data_on_device and not streaming
         if on_device is None and not streaming:
             on_device = device.type == "cuda" and _nbytes(prepared) < 2 * 1024**3
         data = to_device(prepared, device) if on_device else prepared
+        loader = None if streaming else self._in_memory_loader(data, n, on_device, device, total_steps, global_batch,
+                                                              per_proc, rank)
 
         step = 0
         if not cfg.resume and self.latest_checkpoint() is not None:
@@ -379,6 +409,7 @@ class Trainer:
             # continues from the step
             scheduler.last_epoch = step
             scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+            fast_path.restore_kernel_flags(optimizer, optimizer_kernels)  # this run's fused/foreach choice
             if acc.is_main_process:
                 print(f"multissl: resumed from {ckpt} at step {step}")
 
@@ -406,18 +437,12 @@ class Trainer:
                         stream_batches.close()
                     stream_batches = prepared.batches(epoch, step_in_epoch * cfg.grad_accum_steps, rank, world,
                                                       per_proc, cfg.seed, pin_memory=device.type == "cuda")
-            else:
-                perm = epoch_permutation(n, cfg.seed, epoch)
             logs: Dict[str, float] = {}
             for micro in range(cfg.grad_accum_steps):
-                b = step_in_epoch * cfg.grad_accum_steps + micro
                 if streaming:
                     batch = to_device(next(stream_batches), device)
                 else:
-                    idx = perm[b * global_batch + rank * per_proc: b * global_batch + (rank + 1) * per_proc]
-                    if on_device:
-                        idx = idx.to(device)
-                    batch = to_device(take(data, idx), device)
+                    batch = loader.get(step * cfg.grad_accum_steps + micro)
                 gen = step_generator(device, cfg.seed, step * cfg.grad_accum_steps + micro, rank)
                 # masked methods take the adapter's tokens and draw their masks from the same
                 # generator, so a seed reproduces them too
@@ -426,6 +451,8 @@ class Trainer:
                     token_batch = self.adapter.tokens(batch, generator=gen)
                 else:
                     views = self.adapter.views(batch, n_views=method.n_views, generator=gen)
+                    if channels_last:
+                        views = fast_path.views_to_channels_last(views)
                 last = micro == cfg.grad_accum_steps - 1
                 ctx = acc.no_sync(model) if (not last and world > 1) else nullcontext()
                 with ctx:
@@ -482,11 +509,35 @@ class Trainer:
             for tracker in acc.trackers:
                 tracker.finish()
         model.eval()
+        fast_path.uncompile(self.method)
         if synced:  # the trained model holds plain BatchNorm layers again (same weights)
             from multissl.sync_batchnorm import revert_sync_batchnorm
 
             revert_sync_batchnorm(self.method)
         return self.history
+
+    def _in_memory_loader(self, data: Prepared, n: int, on_device: bool, device: torch.device, total_steps: int,
+                          global_batch: int, per_proc: int, rank: int) -> fast_path.DevicePrefetcher:
+        """Micro-batch ``i`` of the run (``i = step * grad_accum_steps + micro``) as a function of
+        ``i`` alone: this rank's slice of batch ``b`` of the epoch's permutation. Host data on a
+        CUDA device is prefetched one batch ahead (pinned, non-blocking)."""
+        cfg = self.config
+        steps_per_epoch = self.resolved["steps_per_epoch"]
+        perms: Dict[int, torch.Tensor] = {}
+
+        def fetch(i: int) -> Prepared:
+            step, micro = divmod(i, cfg.grad_accum_steps)
+            epoch, step_in_epoch = divmod(step, steps_per_epoch)
+            if epoch not in perms:  # kept: this epoch's and (while prefetching across the boundary) the last
+                for old in [e for e in perms if e < epoch - 1]:
+                    del perms[old]
+                perms[epoch] = epoch_permutation(n, cfg.seed, epoch)
+            b = step_in_epoch * cfg.grad_accum_steps + micro
+            idx = perms[epoch][b * global_batch + rank * per_proc: b * global_batch + (rank + 1) * per_proc]
+            return take(data, idx.to(device) if on_device else idx)
+
+        ahead = not on_device and device.type == "cuda"
+        return fast_path.DevicePrefetcher(fetch, device, stop=total_steps * cfg.grad_accum_steps, ahead=ahead)
 
 
 def use_deterministic_kernels(warn_only: bool = False) -> None:

@@ -1,0 +1,185 @@
+"""The trainer's fast-path switches: fused optimiser kernels, channels_last, ``torch.compile``
+and the one-batch host-to-device prefetch.
+
+Each is a ``TrainConfig`` field (``fused_optimizer``, ``channels_last``, ``compile``; the
+prefetch is automatic) whose ``None`` default turns it on where it pays off — a CUDA device —
+and leaves CPU runs as they were. None of them changes what is computed: fused/foreach
+optimiser kernels and channels_last convolutions reorder floating-point work (results equal
+the plain run to rounding), ``torch.compile`` traces the same graph, and the prefetch only
+moves *when* a batch is copied (tests/test_trainer_fast_path.py).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+
+import torch
+from torch import nn
+
+from multissl.adapters.base import Prepared, to_device
+from multissl.errors import ConfigError
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+# ---------------------------------------------------------------------- fused optimiser kernels
+def resolve_fused(choice: Optional[bool], optimizer: str, device: torch.device) -> bool:
+    """Whether to build AdamW/SGD with ``fused=True``. None: on CUDA only. LARS adapts each
+    layer's gradient in Python before its SGD step, so it has no fused form."""
+    if choice is None:
+        return device.type == "cuda" and optimizer in ("adamw", "sgd")
+    if choice and optimizer not in ("adamw", "sgd"):
+        raise ConfigError(f"fused_optimizer=True applies to adamw and sgd; {optimizer!r} keeps its own step "
+                          "(leave fused_optimizer unset)")
+    return bool(choice)
+
+
+def restore_kernel_flags(optimizer: torch.optim.Optimizer, flags: List[Dict[str, Any]]) -> None:
+    """After ``load_state_dict`` the param groups carry the *checkpoint's* ``fused``/``foreach``
+    flags (a run saved on a GPU would come back fused on a CPU and vice versa); put this run's
+    back. A fused step keeps its ``step`` counters as float32 on the parameter's device."""
+    optimizer = getattr(optimizer, "optimizer", optimizer)  # Accelerate's wrapper -> the torch optimiser
+    for group, saved in zip(optimizer.param_groups, flags):
+        group.update(saved)
+        for p in group["params"]:
+            state = optimizer.state.get(p, {})
+            if "step" in state and torch.is_tensor(state["step"]) and group.get("fused"):
+                state["step"] = state["step"].to(device=p.device, dtype=torch.float32)
+
+
+def kernel_flags(optimizer: torch.optim.Optimizer) -> List[Dict[str, Any]]:
+    return [{k: g[k] for k in ("fused", "foreach") if k in g} for g in optimizer.param_groups]
+
+
+# ---------------------------------------------------------------------- channels_last
+def has_conv(module: nn.Module) -> bool:
+    return any(isinstance(m, (nn.Conv2d, nn.Conv3d)) for m in module.modules())
+
+
+def resolve_channels_last(choice: Optional[bool], adapter_name: str, model: nn.Module, device: torch.device) -> bool:
+    """None: on CUDA for image and video runs whose model has 2-D/3-D convolutions (cuDNN's
+    NHWC kernels are the fast ones under bf16/fp16 on tensor cores)."""
+    if choice is None:
+        return device.type == "cuda" and adapter_name in ("image", "video") and has_conv(model)
+    return bool(choice)
+
+
+def _channels_last(t: torch.Tensor) -> torch.Tensor:
+    if t.ndim == 4:
+        return t.contiguous(memory_format=torch.channels_last)
+    if t.ndim == 5:
+        return t.contiguous(memory_format=torch.channels_last_3d)
+    return t
+
+
+def model_to_channels_last(model: nn.Module) -> nn.Module:
+    """4-D parameters and buffers to channels_last, 5-D ones (Conv3d) to channels_last_3d, in
+    place (``Module.to(memory_format=...)`` only knows one format for both ranks)."""
+    return model._apply(lambda t: _channels_last(t) if t.is_floating_point() else t)
+
+
+def views_to_channels_last(views: Any) -> Any:
+    """The 4-D/5-D float tensors of a view list (or dict) in channels_last order; token ids,
+    series and masks pass unchanged."""
+    if torch.is_tensor(views):
+        return _channels_last(views) if views.is_floating_point() else views
+    if isinstance(views, (list, tuple)):
+        return type(views)(views_to_channels_last(v) for v in views)
+    if isinstance(views, dict):
+        return {k: views_to_channels_last(v) for k, v in views.items()}
+    return views
+
+
+# ---------------------------------------------------------------------- torch.compile
+def compile_options(choice: Union[bool, str]) -> Optional[Dict[str, Any]]:
+    """``torch.compile`` keyword arguments for ``TrainConfig.compile``: False -> None; True ->
+    the default (inductor); a mode (``"max-autotune"``, ...) or a backend name (``"aot_eager"``
+    traces without generating C++/Triton code, so it needs no compiler)."""
+    if choice is False or choice is None:
+        return None
+    if choice is True:
+        return {}
+    if isinstance(choice, str):
+        if choice in COMPILE_MODES:
+            return {"mode": choice}
+        import torch._dynamo
+
+        backends = set(torch._dynamo.list_backends(exclude_tags=()))
+        if choice in backends:
+            return {"backend": choice}
+        raise ConfigError(f"compile must be true, false, a mode ({', '.join(COMPILE_MODES)}) or a torch.compile "
+                          f"backend ({', '.join(sorted(backends))}); got {choice!r}")
+    raise ConfigError(f"compile must be true, false or a mode/backend name, got {choice!r}")
+
+
+def compile_in_place(model: nn.Module, options: Dict[str, Any]) -> None:
+    """``nn.Module.compile``: the module's own call is compiled, its parameters stay where they
+    are, so state-dict keys (checkpoints, ``save_pretrained``) have no ``_orig_mod.`` prefix.
+    Graph breaks (e.g. a ``torch.Generator`` argument) fall back to eager for that part."""
+    model.compile(**options)
+
+
+def uncompile(model: nn.Module) -> None:
+    """Undo :func:`compile_in_place` (the trained method is handed back as a plain module)."""
+    if getattr(model, "_compiled_call_impl", None) is not None:
+        model._compiled_call_impl = None
+
+
+# ---------------------------------------------------------------------- host -> device prefetch
+class DevicePrefetcher:
+    """Batches ``0, 1, 2, ...`` of a run, by index, on ``device``.
+
+    ``fetch(i)`` returns batch ``i`` on the host. With ``ahead`` (the trainer sets it for host
+    data on a CUDA device) batch ``i + 1`` is fetched and its copy issued when batch ``i`` is
+    handed out — before the step on batch ``i`` is queued. On CUDA the batch is gathered into
+    pinned memory and copied with ``non_blocking=True`` on a side stream, so the copy runs
+    while the GPU computes the step, and the step's stream waits for it. Without ``ahead``
+    ``get(i)`` is ``to_device(fetch(i))``.
+
+    Which batch is number ``i`` is the caller's function of ``i`` alone, so fetching ahead
+    changes no result; a ``get`` out of sequence (after a resume) fetches synchronously.
+    """
+
+    def __init__(self, fetch: Callable[[int], Prepared], device: torch.device, stop: int, ahead: bool) -> None:
+        self.fetch = fetch
+        self.device = device
+        self.stop = stop
+        self.ahead = ahead
+        self.stream = torch.cuda.Stream(device=device) if ahead and device.type == "cuda" else None
+        self._next: Optional[Tuple[int, Prepared]] = None  # (index, batch issued ahead)
+        self.prefetched = 0  # batches served from a fetch ahead (tests, diagnostics)
+
+    def _issue(self, i: int) -> Prepared:
+        host = self.fetch(i)
+        if self.stream is None:
+            return to_device(host, self.device)
+        host = _pin(host)
+        with torch.cuda.stream(self.stream):
+            return to_device(host, self.device, non_blocking=True)
+
+    def get(self, i: int) -> Prepared:
+        if not self.ahead:
+            return to_device(self.fetch(i), self.device)
+        if self._next is not None and self._next[0] == i:
+            batch = self._next[1]
+            self.prefetched += 1
+        else:
+            batch = self._issue(i)
+        self._next = None
+        if self.stream is not None:
+            current = torch.cuda.current_stream(self.device)
+            current.wait_stream(self.stream)  # batch i's copy completes before the step reads it
+            for t in _tensors(batch):
+                t.record_stream(current)  # its memory is not reused while the step still reads it
+        if i + 1 < self.stop:
+            self._next = (i + 1, self._issue(i + 1))
+        return batch
+
+
+def _pin(batch: Prepared) -> Prepared:
+    if isinstance(batch, dict):
+        return {k: v.pin_memory() for k, v in batch.items()}
+    return batch.pin_memory()
+
+
+def _tensors(batch: Prepared) -> List[torch.Tensor]:
+    return list(batch.values()) if isinstance(batch, dict) else [batch]
