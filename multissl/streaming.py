@@ -266,7 +266,7 @@ class ParquetStream:
             if m and int(m.group(1)) < len(records):
                 msg = self._where(int(records[int(m.group(1))])) + msg[m.end():]
             else:
-                msg = f"{self._where(int(records[0]))}..{int(records[-1]) - int(records[0])} rows: {msg}"
+                msg = f"a batch of {len(records)} rows starting at {self._where(int(records[0]))}: {msg}"
             raise DataError(msg) from None
 
     def _where(self, record: int) -> str:
