@@ -127,14 +127,24 @@ def make_trainer(stream_or_data, adapter, **cfg):
     return Trainer(method, adapter, config)
 
 
-def test_streaming_with_one_window_trains_exactly_like_in_memory(folder):
+@pytest.mark.parametrize("accum", [1, 2])
+def test_streaming_with_one_window_trains_exactly_like_in_memory(folder, accum):
     root, x = folder
-    mem = pretrain(x, adapter="toyvector", method="simclr", epochs=2, batch_size=8, progress=False, trackers=None)
+    mem = pretrain(x, adapter="toyvector", method="simclr", epochs=2, batch_size=8, progress=False, trackers=None,
+                   grad_accum_steps=accum)
     streamed = pretrain(str(root), adapter="toyvector", method="simclr", epochs=2, batch_size=8, progress=False,
-                        trackers=None, streaming={"shuffle_window": 1000})
+                        trackers=None, streaming={"shuffle_window": 1000}, grad_accum_steps=accum)
     assert mem.adapter.get_config() == streamed.adapter.get_config()  # fit on all 100 rows, same order
     assert torch.equal(weights(mem.encoder), weights(streamed.encoder))
     assert streamed.config["training"]["streaming"] is True
+
+
+def test_unknown_streaming_option_is_a_config_error(folder):
+    from multissl.errors import ConfigError
+
+    root, _ = folder
+    with pytest.raises(ConfigError, match="unknown streaming option.*window_rows"):
+        pretrain(str(root), adapter="toyvector", method="simclr", streaming={"window_rows": 10})
 
 
 class Crash(Exception):
