@@ -5,7 +5,11 @@
 #   2. per modality: end-to-end vs model-only samples/s, ratio, host/device peak memory
 #      (benchmarks/modality_throughput.py --device cuda) for text, timeseries, video, signature, image;
 #   3. streaming on the GPU (benchmarks/scaling.py at 10k and 100k records, 150 steps each): the
-#      Parquet stream's prefetch thread with pinned memory and non-blocking copies feeding CUDA.
+#      Parquet stream's prefetch thread with pinned memory and non-blocking copies feeding CUDA;
+#   4. the Trainer's fast-path switches on the image run, multissl only, 1 round each: all off
+#      (--channels-last off --fused off: the plain path) and --compile on (inductor; the 20 warmup
+#      steps absorb the compilation). Run 1 has the defaults (channels_last + fused on CUDA).
+#      GPU_CHECK_SWITCHES=0 skips step 4.
 # JSON results go to $OUT when it is set (the device machine's return folder), else
 # benchmarks/results/gpu/; the console log is kept there as gpu_check.log.
 #
@@ -68,12 +72,22 @@ if [[ "$DEVICE" == cpu ]]; then
     $PY benchmarks/image_throughput.py --quick --no-breakdown --output "$RESULTS/image_throughput_cpu_quick.json"
     $PY benchmarks/modality_throughput.py --modality all --quick --output "$RESULTS"
     $PY benchmarks/scaling.py --quick --repeats 1 --output "$RESULTS/scaling_cpu_quick.json"
+    if [[ "${GPU_CHECK_SWITCHES:-1}" != 0 ]]; then
+        $PY benchmarks/image_throughput.py --quick --no-lightly --channels-last on --fused on --compile aot_eager \
+            --output "$RESULTS/image_throughput_cpu_quick_switches.json"
+    fi
 else
     # 10,000 CIFAR-10 images, batch 512, bf16, 20 warmup + 50 timed steps, 2 rounds; lightly with 8 workers
     $PY benchmarks/image_throughput.py --device cuda --rounds 2 --output "$RESULTS/image_throughput_cuda.json"
     $PY benchmarks/modality_throughput.py --modality all --device cuda --output "$RESULTS"
     $PY benchmarks/scaling.py --sizes 10000 100000 --repeats 1 --max-steps 150 --threads 4 \
         --output "$RESULTS/scaling_cuda.json"
+    if [[ "${GPU_CHECK_SWITCHES:-1}" != 0 ]]; then
+        $PY benchmarks/image_throughput.py --device cuda --rounds 1 --no-lightly --channels-last off --fused off \
+            --output "$RESULTS/image_throughput_cuda_plain.json"
+        $PY benchmarks/image_throughput.py --device cuda --rounds 1 --no-lightly --compile on \
+            --output "$RESULTS/image_throughput_cuda_compile.json"
+    fi
 fi
 echo "gpu_check: done in $((SECONDS - start)) s; results in $RESULTS"
 ls -l "$RESULTS"
