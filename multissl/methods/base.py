@@ -50,6 +50,13 @@ class SSLMethod(nn.Module):
     def on_train_step_end(self, progress: float) -> None:
         """Hook after each optimiser step (``progress`` = step / total_steps)."""
 
+    @torch.compiler.disable
+    def logged_value(self, name: str, like: torch.Tensor) -> torch.Tensor:
+        """Attribute ``name`` (a float schedule value, e.g. the EMA momentum) as a 0-dim tensor for
+        the step's logs. Read outside ``torch.compile`` (TrainConfig.compile): a value that changes
+        every step, read inside a compiled forward, would recompile it at every step."""
+        return like.new_tensor(float(getattr(self, name))).detach()
+
     def hparams(self) -> Dict[str, Any]:
         """Hyperparameters worth recording in config.json and the model card."""
         return {}

@@ -47,4 +47,4 @@ class BYOL(MomentumTeacherMethod):
         p1, p2 = self.predictor(self.projector(h1)), self.predictor(self.projector(h2))
         t1, t2 = self.teacher(views[0]), self.teacher(views[1])
         loss = 0.5 * (negative_cosine_loss(p1, t2) + negative_cosine_loss(p2, t1))
-        return {"loss": loss, "std": embedding_std(h1), "momentum": loss.new_tensor(self.current_momentum)}
+        return {"loss": loss, "std": embedding_std(h1), "momentum": self.logged_value("current_momentum", loss)}

@@ -159,7 +159,7 @@ class Data2Vec(MaskedMethod):
         targets = self.targets(token_batch)
         loss = data2vec_loss(pred, targets, mask, self._hparams["loss_beta"])
         return {"loss": loss, "target_std": targets[mask].std().detach() if mask.any() else loss.detach() * 0,
-                "ema_decay": torch.tensor(self.current_decay)}
+                "ema_decay": self.logged_value("current_decay", loss)}
 
     @torch.no_grad()
     def on_train_step_end(self, progress: float) -> None:

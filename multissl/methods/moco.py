@@ -51,4 +51,4 @@ class MoCo(MomentumTeacherMethod):
         hp = self._hparams
         tau, gather = hp["temperature"], hp["gather_distributed"]
         loss = info_nce_loss(q1, k2, tau, gather) + info_nce_loss(q2, k1, tau, gather)
-        return {"loss": loss, "std": embedding_std(h1), "momentum": loss.new_tensor(self.current_momentum)}
+        return {"loss": loss, "std": embedding_std(h1), "momentum": self.logged_value("current_momentum", loss)}
