@@ -77,6 +77,11 @@ def model_to_channels_last(model: nn.Module) -> nn.Module:
     return model._apply(lambda t: _channels_last(t) if t.is_floating_point() else t)
 
 
+def model_to_contiguous(model: nn.Module) -> nn.Module:
+    """Undo :func:`model_to_channels_last` (the trained model is handed back in the default order)."""
+    return model._apply(lambda t: t.contiguous() if t.is_floating_point() else t)
+
+
 def views_to_channels_last(views: Any) -> Any:
     """The 4-D/5-D float tensors of a view list (or dict) in channels_last order; token ids,
     series and masks pass unchanged."""
@@ -107,7 +112,8 @@ def compile_options(choice: Union[bool, str]) -> Optional[Dict[str, Any]]:
         if choice in backends:
             return {"backend": choice}
         raise ConfigError(f"compile must be true, false, a mode ({', '.join(COMPILE_MODES)}) or a torch.compile "
-                          f"backend ({', '.join(sorted(backends))}); got {choice!r}")
+                          f"backend (torch._dynamo.list_backends(None), e.g. inductor, aot_eager, cudagraphs); "
+                          f"got {choice!r}")
     raise ConfigError(f"compile must be true, false or a mode/backend name, got {choice!r}")
 
 

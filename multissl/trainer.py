@@ -510,6 +510,8 @@ class Trainer:
                 tracker.finish()
         model.eval()
         fast_path.uncompile(self.method)
+        if channels_last:
+            fast_path.model_to_contiguous(self.method)
         if synced:  # the trained model holds plain BatchNorm layers again (same weights)
             from multissl.sync_batchnorm import revert_sync_batchnorm
 
