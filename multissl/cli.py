@@ -47,9 +47,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=None)
     t.add_argument("--batch-size", type=int, default=None)
     t.add_argument("--encoder", default=None)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--output", default="runs/pretrain", help="checkpoints, logs and final/ go here")
-    t.add_argument("--config", default=None, help="JSON file of extra pretrain() options (lr, method_kwargs, ...)")
+    t.add_argument("--seed", type=int, default=None, help="default 0")
+    t.add_argument("--output", default=None, help="checkpoints, logs and final/ go here (default runs/pretrain)")
+    t.add_argument("--config", default=None, help="JSON file of pretrain() options (lr, method_kwargs, ...); "
+                                                  "flags given on the command line take precedence")
     t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output")
     t.add_argument("--overwrite", action="store_true", help="start afresh even if --output holds an earlier run")
     t.add_argument("--mixed-precision", default=None, choices=["auto", "no", "bf16", "fp16"])
@@ -147,10 +148,18 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         options["mixed_precision"] = args.mixed_precision
     if args.tensorboard:
         options["trackers"] = "tensorboard"
+    # the config file fills in what the command line left out; a flag given explicitly wins
+    flags = {"method": args.method, "epochs": args.epochs, "batch_size": args.batch_size, "encoder": args.encoder,
+             "seed": args.seed, "output_dir": args.output, "resume": args.resume or None,
+             "overwrite": args.overwrite or None, "progress": False if args.no_progress else None}
+    options.update({k: v for k, v in flags.items() if v is not None})
+    options.setdefault("seed", 0)
+    options.setdefault("output_dir", "runs/pretrain")
+    if "adapter" in options and options.pop("adapter") != args.adapter:
+        raise ConfigError(f"{args.config}: 'adapter' is chosen with --adapter (got {args.adapter!r} there)")
+    args.output = options["output_dir"]
     with _one_line_skip_warnings():
-        model = pretrain(data, adapter=args.adapter, method=args.method, epochs=args.epochs, batch_size=args.batch_size,
-                         encoder=args.encoder, seed=args.seed, output_dir=args.output, resume=args.resume,
-                         overwrite=args.overwrite, progress=not args.no_progress, **options)
+        model = pretrain(data, adapter=args.adapter, **options)
     from accelerate import PartialState
 
     if PartialState().is_main_process:

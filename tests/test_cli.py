@@ -125,3 +125,33 @@ def test_two_process_pretrain_saves_one_model(tmp_path):
     assert training["num_processes"] == 2 and training["global_batch"] == 16 and training["total_steps"] == 8
     last = tmp_path / "run" / "checkpoints" / "step_00000008"
     assert (last / "random_states_0.pkl").is_file() and (last / "random_states_1.pkl").is_file()
+
+
+def test_config_file_fills_in_flags_and_explicit_flags_win(tmp_path, capsys):
+    """A key of --config that also has its own flag (encoder, epochs, seed...) is used when the
+    flag is left out and overridden when the flag is given, instead of clashing."""
+    write_images(tmp_path / "imgs", 16, 0)
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"encoder": "resnet18", "epochs": 3, "batch_size": 8, "seed": 5}))
+    out = tmp_path / "run"
+    assert main(["pretrain", "--data", str(tmp_path / "imgs"), "--output", str(out), "--config", str(cfg),
+                 "--encoder", "small_cnn", "--epochs", "1", "--no-progress"]) == 0
+    saved = json.loads((out / "final" / "config.json").read_text())
+    assert saved["encoder"]["name"] == "small_cnn"  # the flag won over the file
+    assert saved["training"]["total_steps"] == 2  # --epochs 1 over 16 images at the file's batch 8
+    assert saved["training"]["seed"] == 5  # from the file: no --seed flag
+
+
+@pytest.mark.parametrize("content, message", [
+    ({"no_such_option": 1}, "no_such_option"),
+    ({"adapter": "text"}, "--adapter"),
+])
+def test_bad_config_keys_are_one_line_errors(tmp_path, capsys, content, message):
+    write_images(tmp_path / "imgs", 8, 0)
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps(content))
+    code = main(["pretrain", "--data", str(tmp_path / "imgs"), "--output", str(tmp_path / "run"),
+                 "--config", str(cfg), *TINY])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "final").exists()
