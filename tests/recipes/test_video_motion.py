@@ -38,7 +38,8 @@ def write_digits(path: Path, n: int = 40) -> Path:
 def test_quick_run_writes_metrics_and_strip(tmp_path: Path) -> None:
     digits = write_digits(tmp_path / "digits.npy")
     out = tmp_path / "out"
-    assert main(["--data", str(digits), "--output", str(out), "--quick", "--no-progress"]) == 0
+    assert main(["--data", str(digits), "--output", str(out), "--quick", "--no-progress", "--ssl-method", "frame_order",
+                 "--motion-encoders", "ssl,predictor"]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["recipe"] == "video_motion" and m["args"]["quick"] is True
     assert m["pretext"]["method"] == "frame_order" and 0 <= m["pretext"]["heldout_accuracy"] <= 1
@@ -59,6 +60,11 @@ def test_quick_run_writes_metrics_and_strip(tmp_path: Path) -> None:
     assert set(m["motion_by_encoder"]) == {"ssl", "predictor"}
     assert m["motion_by_encoder"]["predictor"]["results"]["scratch_finetune"] == runs["scratch_finetune"]
     assert (out / "prediction_strip.png").stat().st_size > 1000
+
+
+def test_default_ssl_is_future_frame(tmp_path: Path) -> None:
+    args = parse_args(["--data", "x"])
+    assert args.ssl_method == "future_frame" and args.motion_encoders == "ssl"
 
 
 def test_the_black_frame_baseline_is_the_mean_energy_of_the_future_frames(tmp_path: Path) -> None:
