@@ -7,7 +7,9 @@ from torch import nn
 
 from multissl.errors import ConfigError
 from multissl.transformer import TokenEncoder, attention_mask, is_token_encoder
-from tests.token_toys import DIM, ValueStem, one_thread  # noqa: F401 (autouse fixture)
+from tests.token_toys import DIM, ValueStem
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def make(pool: str = "mean", depth: int = 2, seed: int = 0) -> TokenEncoder:

@@ -1,20 +1,10 @@
 """Shared pieces of the token-encoder tests (transformer, mae, data2vec): a linear stem over
-3-value tokens and a one-thread fixture (small matrices lose to thread oversubscription)."""
+3-value tokens."""
 from __future__ import annotations
 
-import pytest
-import torch
 from torch import nn
 
 DIM = 16
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 class ValueStem(nn.Module):

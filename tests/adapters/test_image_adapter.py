@@ -287,16 +287,6 @@ def test_views_on_gpu_match_shapes_and_seed(cifar_like):
 
 
 # ---- encoders ----------------------------------------------------------------------------------
-@pytest.fixture
-def one_thread():
-    # tiny batches: a second intra-op thread only adds synchronisation, which stalls badly
-    # when the test machine's cores are busy
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("size,name,kwargs,dim", [
     (8, "resnet18", {}, 512), (32, "resnet18", {}, 512), (96, "resnet18", {}, 512),
     (32, "resnet18", {"width": 0.5}, 256), (96, "resnet34", {"width": 0.125}, 64),

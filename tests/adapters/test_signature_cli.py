@@ -5,18 +5,12 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from multissl.cli import main
 from tests.adapters.test_signature_io import synthetic_svc2004_folder
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def test_pretrain_and_embed_a_folder_of_svc2004_files(tmp_path, capsys):

@@ -2,7 +2,6 @@
 annealed mean, the loss against a hand computation, training, errors, pretrain()."""
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest
@@ -17,12 +16,7 @@ from multissl.methods.colorization import (Colorization, ab_gamut_bins, annealed
 from multissl.methods.lab_color import lab_to_rgb, rgb_to_lab
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 class TinyConv(nn.Module):
@@ -199,7 +193,7 @@ def test_rebalancing_weights_each_pixel_by_its_colour() -> None:
     method = make(output_stride=8)
     x = colour_images(3)
     method.train()
-    out = method([x])  # counts this batch's colours first, then weights by them
+    method([x])  # counts this batch's colours first, then weights by them
     assert method.bin_counts.sum() == 3
     method.eval()
     plain = make(rebalance=False, output_stride=8)

@@ -15,7 +15,9 @@ from multissl.methods.data2vec import (Data2Vec, data2vec_loss, data2vec_targets
 from multissl.methods.masked import sample_mask
 from multissl.tokens import TokenBatch
 from multissl.transformer import TokenEncoder
-from tests.token_toys import DIM, ValueStem, one_thread  # noqa: F401 (autouse fixture)
+from tests.token_toys import DIM, ValueStem
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def make(seed: int = 0, depth: int = 3, **hp) -> Data2Vec:

@@ -15,12 +15,7 @@ from multissl.methods.frame_order import FrameOrder, order_variants, random_shuf
 EMBED = 16
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def flat_encoder(frames: int = 4, side: int = 3) -> nn.Module:

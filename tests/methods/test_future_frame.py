@@ -14,12 +14,7 @@ from multissl.methods import build_method, get_method_class
 from multissl.methods.future_frame import FutureFrame
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def make(seed: int = 0, **hparams) -> FutureFrame:
@@ -64,7 +59,6 @@ def test_an_untrained_predictor_is_the_copy_last_frame_baseline() -> None:
 
 def test_gradients_reach_encoder_and_decoder_and_training_lowers_the_loss() -> None:
     m = make(context_frames=4, future_frames=4)
-    g = torch.Generator().manual_seed(0)
     # a bright square moving one pixel right per frame: predictable, and copying the last frame is wrong
     x = torch.zeros(4, 1, 8, 16, 16)
     for t in range(8):

@@ -15,12 +15,7 @@ from multissl.methods.inpainting import Inpainting, inpainting_loss, region_geom
 EMBED = 16
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def conv_encoder() -> nn.Module:

@@ -20,13 +20,7 @@ EMBED = 16
 PLAIN = {"tile_gap": 0.0, "normalize_tiles": False, "gray_prob": 0.0, "channel_jitter": 0.0}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: thread start-up and contention on a shared CPU would dominate."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def flat_encoder(channels: int, tile: int) -> nn.Module:

@@ -14,7 +14,9 @@ from multissl.methods.mae import MAE, mae_loss, normalize_targets
 from multissl.methods.masked import sample_mask, visible_index
 from multissl.tokens import TokenBatch
 from multissl.transformer import TokenEncoder
-from tests.token_toys import DIM, ValueStem, one_thread  # noqa: F401 (autouse fixture)
+from tests.token_toys import DIM, ValueStem
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 class IdStem(nn.Module):

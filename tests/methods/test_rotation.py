@@ -14,13 +14,7 @@ from multissl.methods.rotation import Rotation, rotate_all
 EMBED = 16
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: thread start-up and contention on a shared CPU would dominate."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def flat_encoder(channels: int = 1, side: int = 6) -> nn.Module:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from multissl import SSLModel
@@ -20,12 +19,7 @@ RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "colorization.py"
 COLOURS = {"red": (200, 40, 30), "green": (40, 170, 60), "blue": (30, 60, 200)}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def make_folder(root: Path, per_class: int = 8, size: int = 12, gray: bool = False) -> None:

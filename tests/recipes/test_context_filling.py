@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from multissl import SSLModel
@@ -18,12 +17,7 @@ from multissl.recipes.context_filling import main
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "context_filling.py"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def make_png_folder(root: Path, n: int = 40, size: int = 16) -> None:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from multissl import SSLModel
 from multissl.recipes import available_recipes
@@ -19,12 +18,7 @@ from multissl.recipes.rotation import main
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "rotation.py"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from multissl.errors import DataError
 from multissl.recipes import available_recipes
@@ -18,12 +17,7 @@ RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "stock_prediction.py"
 SHARED = Path("/work/shared/data/stocks_daily_ohlcv")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def write_prices(path: Path, days: int = 700, seed: int = 0, header: str = "Date,Open,High,Low,Close,Volume,OpenInt",

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from multissl.recipes import available_recipes
 from multissl.recipes.video_motion import main, parse_args
@@ -16,12 +15,7 @@ from multissl.recipes.video_motion import main, parse_args
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "video_motion.py"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def write_digits(path: Path, n: int = 40) -> Path:
