@@ -22,7 +22,7 @@ each series' end, and ``length`` int64 (N,). See ``docs/adapters/timeseries.md``
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, ClassVar, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch

@@ -41,7 +41,6 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

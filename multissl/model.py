@@ -63,8 +63,6 @@ class SSLModel:
     @torch.no_grad()
     def embed(self, data: Any, batch_size: int = 256, device: Optional[Union[str, torch.device]] = None) -> np.ndarray:
         """Embeddings (N, D) as float32 numpy, computed in eval mode (deterministic)."""
-        from multissl.trainer import embed_prepared
-
         if device is not None:
             self.encoder.to(device)
         return self.embed_prepared(self.adapter.prepare(data), batch_size=batch_size)

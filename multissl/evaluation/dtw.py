@@ -19,7 +19,7 @@ Modality-agnostic: sequences are padded float tensors (N, T, F) with their lengt
 """
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
 import numpy as np
 import torch
