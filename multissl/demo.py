@@ -28,6 +28,8 @@ DEMOS: Dict[str, str] = {
     "image": "multissl.demo:image_demo",
     "text": "multissl.demo_text:text_demo",
     "timeseries": "multissl.demo_timeseries:timeseries_demo",
+    "video": "multissl.demo_video:video_demo",
+    "signature": "multissl.demo_signature:signature_demo",
 }
 
 
