@@ -129,6 +129,10 @@ class SignatureDemoConfig:
 def signature_demo(output: str, *, epochs: Optional[int] = None, seeds: int = 3, method: Optional[str] = None,
                    progress: bool = True) -> Dict[str, Any]:
     """Run the demo (see the module docstring); ``epochs`` / ``method`` override the budget."""
+    from multissl.errors import ConfigError
+
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {seeds}")
     cfg = SignatureDemoConfig(output=output, progress=progress, seeds=tuple(range(seeds)))
     if epochs:
         cfg.epochs = epochs

@@ -72,3 +72,12 @@ def test_cli_signature_demo_writes_metrics_and_plot(tmp_path):
     assert saved["config"]["epochs"] == 1
     assert (out / "score_histograms.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "seed0" / "final" / "model.safetensors").is_file()
+
+
+def test_zero_seeds_is_a_one_line_error(tmp_path, capsys):
+    from multissl.cli import main
+
+    assert main(["demo", "--modality", "signature", "--seeds", "0", "--output", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--seeds must be at least 1" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "d").exists()
