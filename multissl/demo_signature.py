@@ -124,6 +124,7 @@ class SignatureDemoConfig:
     enrol: int = 5
     seeds: Tuple[int, ...] = (0, 1, 2)
     progress: bool = True
+    adapter_config: Optional[Dict[str, Any]] = None  # signature adapter options (augmentation strengths, ...)
 
 
 def signature_demo(output: str, *, epochs: Optional[int] = None, seeds: int = 3, method: Optional[str] = None,
@@ -258,7 +259,8 @@ def run_signature_demo(cfg: SignatureDemoConfig) -> Dict[str, Any]:
         model = pretrain([sigs[i] for i in train_idx], adapter="signature", method=cfg.method, epochs=cfg.epochs,
                          batch_size=cfg.batch_size, encoder="cnn", encoder_kwargs={"width": cfg.encoder_width},
                          seed=s, output_dir=str(out_dir / f"seed{s}"), progress=cfg.progress,
-                         checkpoint_every=10**9, overwrite=True, mixed_precision="no")
+                         checkpoint_every=10**9, overwrite=True, mixed_precision="no",
+                         adapter_config=dict(cfg.adapter_config or {}))
         adapter = model.adapter
         prepared = adapter.prepare([sigs[i] for i in eval_idx])
         torch.manual_seed(s)
