@@ -47,14 +47,26 @@ def run_demo(modality: str, output: str, *, epochs: Optional[int] = None, seeds:
     return fn(output, epochs=epochs, seeds=seeds, method=method, progress=progress)
 
 
-def image_demo(output: str, *, epochs: Optional[int] = None, seeds: int = 3, method: Optional[str] = None,
-               progress: bool = True) -> Dict[str, Any]:
-    cfg = DemoConfig(output=output, progress=progress, seeds=tuple(range(seeds)))
+def demo_config(cls: Any, output: str, *, epochs: Optional[int], seeds: int, method: Optional[str],
+                progress: bool) -> Any:
+    """A demo's config dataclass ``cls`` from the CLI's options (``epochs`` / ``method``, when
+    given, override the demo's budget); ``seeds`` < 1 is a :class:`ConfigError`."""
+    from multissl.errors import ConfigError
+
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {seeds}")
+    cfg = cls(output=output, progress=progress, seeds=tuple(range(seeds)))
     if epochs:
         cfg.epochs = epochs
     if method:
         cfg.method = method
-    return run_image_demo(cfg)
+    return cfg
+
+
+def image_demo(output: str, *, epochs: Optional[int] = None, seeds: int = 3, method: Optional[str] = None,
+               progress: bool = True) -> Dict[str, Any]:
+    return run_image_demo(demo_config(DemoConfig, output, epochs=epochs, seeds=seeds, method=method,
+                                      progress=progress))
 
 
 @dataclass

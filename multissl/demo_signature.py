@@ -130,16 +130,10 @@ class SignatureDemoConfig:
 def signature_demo(output: str, *, epochs: Optional[int] = None, seeds: int = 3, method: Optional[str] = None,
                    progress: bool = True) -> Dict[str, Any]:
     """Run the demo (see the module docstring); ``epochs`` / ``method`` override the budget."""
-    from multissl.errors import ConfigError
+    from multissl.demo import demo_config
 
-    if seeds < 1:
-        raise ConfigError(f"--seeds must be at least 1, got {seeds}")
-    cfg = SignatureDemoConfig(output=output, progress=progress, seeds=tuple(range(seeds)))
-    if epochs:
-        cfg.epochs = epochs
-    if method:
-        cfg.method = method
-    return run_signature_demo(cfg)
+    return run_signature_demo(demo_config(SignatureDemoConfig, output, epochs=epochs, seeds=seeds, method=method,
+                                          progress=progress))
 
 
 def _within_writer_pairs(writer: np.ndarray, idx: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:

@@ -76,7 +76,6 @@ def stdlib_docstrings(min_words: int = 4) -> Tuple[List[str], np.ndarray, List[s
 def text_demo(output: str, *, epochs: Optional[int] = None, seeds: int = 3, method: Optional[str] = None,
               progress: bool = True) -> Dict[str, Any]:
     """Run the demo (see the module docstring); ``epochs`` / ``method`` override the budget."""
-    import torch
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.model_selection import train_test_split
 

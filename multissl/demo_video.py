@@ -64,11 +64,9 @@ class VideoDemoConfig:
 
 def video_demo(output: str, *, epochs: Optional[int] = None, seeds: int = 3, method: Optional[str] = None,
                progress: bool = True) -> Dict[str, Any]:
-    cfg = VideoDemoConfig(output=output, progress=progress, seeds=tuple(range(seeds)))
-    if epochs:
-        cfg.epochs = epochs
-    if method:
-        cfg.method = method
+    from multissl.demo import demo_config
+
+    cfg = demo_config(VideoDemoConfig, output, epochs=epochs, seeds=seeds, method=method, progress=progress)
     return run_video_demo(cfg)
 
 

@@ -155,3 +155,11 @@ def test_bad_config_keys_are_one_line_errors(tmp_path, capsys, content, message)
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err
     assert not (tmp_path / "run" / "final").exists()
+
+
+@pytest.mark.parametrize("modality", ["image", "timeseries", "video", "signature"])
+def test_demo_with_no_seeds_is_a_one_line_error(tmp_path, capsys, modality):
+    code = main(["demo", "--modality", modality, "--seeds", "0", "--no-progress", "--output", str(tmp_path / "d")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--seeds must be at least 1" in err and "Traceback" not in err
+    assert not (tmp_path / "d").exists()
