@@ -128,7 +128,6 @@ def _bar(t: int = 8, size: int = 16) -> np.ndarray:
 
 
 def video_folder(d: Path) -> Path:
-    pytest.importorskip("av")
     root = d / "clips"
     root.mkdir()
     _mp4(root / "a.mp4", _bar())
