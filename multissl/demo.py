@@ -100,8 +100,7 @@ def run_image_demo(cfg: DemoConfig) -> Dict[str, Any]:
 
     from multissl.api import pretrain
     from multissl.evaluation import FinetuneConfig
-    from multissl.evaluation.few_labels import (FewLabelConfig, compare_few_labels, format_table, gains,
-                                                plot_accuracy, write_json_atomic)
+    from multissl.evaluation.few_labels import FewLabelConfig, compare_few_labels, gains
     from multissl.trainer import embed_prepared
 
     t_start = time.perf_counter()
@@ -138,11 +137,20 @@ def run_image_demo(cfg: DemoConfig) -> Dict[str, Any]:
         "pretrain_history": model.config.get("history", []),
         "total_seconds": round(time.perf_counter() - t_start, 1),
     }
+    return write_few_label_report(metrics, out_dir, len(cfg.seeds), k0, "digits: SSL pretraining vs from scratch")
+
+
+def write_few_label_report(metrics: Dict[str, Any], out_dir: Path, n_seeds: int, k0: str, title: str) -> Dict[str, Any]:
+    """The end of every few-label demo: print the table and the headline gain at ``k0`` labels per
+    class, write ``metrics.json`` (atomically) and ``accuracy_vs_labels.png``; returns ``metrics``."""
+    from multissl.evaluation.few_labels import format_table, plot_accuracy, write_json_atomic
+
+    summary = metrics["results"]
     print()
-    print(format_table(summary, len(cfg.seeds)))
-    print(f"\npretraining {t_pretrain:.0f} s, total {metrics['total_seconds']:.0f} s; SSL probe - scratch at "
-          f"{k0} label/class: {metrics['gains'][k0]['ssl_probe_minus_scratch']:+.3f}")
+    print(format_table(summary, n_seeds))
+    print(f"\npretraining {metrics['pretrain_seconds']:.0f} s, total {metrics['total_seconds']:.0f} s; SSL probe - "
+          f"scratch at {k0} label/class: {metrics['gains'][k0]['ssl_probe_minus_scratch']:+.3f}")
     write_json_atomic(out_dir / "metrics.json", metrics)
-    plot_accuracy(summary, out_dir / "accuracy_vs_labels.png", "digits: SSL pretraining vs from scratch")
+    plot_accuracy(summary, out_dir / "accuracy_vs_labels.png", title)
     print(f"wrote {out_dir / 'metrics.json'}, {out_dir / 'accuracy_vs_labels.png'}, model in {out_dir / 'final'}")
     return metrics

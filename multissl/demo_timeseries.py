@@ -105,8 +105,7 @@ def run_timeseries_demo(cfg: TimeSeriesDemoConfig) -> Dict[str, Any]:
 
     from multissl.api import pretrain
     from multissl.evaluation import FinetuneConfig
-    from multissl.evaluation.few_labels import (FewLabelConfig, compare_few_labels, format_table, gains,
-                                                plot_accuracy, write_json_atomic)
+    from multissl.evaluation.few_labels import FewLabelConfig, compare_few_labels, gains
     from multissl.methods import get_method_class
     from multissl.trainer import embed_prepared
 
@@ -147,14 +146,9 @@ def run_timeseries_demo(cfg: TimeSeriesDemoConfig) -> Dict[str, Any]:
         "pretrain_history": model.config.get("history", []),
         "total_seconds": round(time.perf_counter() - t_start, 1),
     }
-    print()
-    print(format_table(summary, len(cfg.seeds)))
-    print(f"\npretraining {t_pretrain:.0f} s, total {metrics['total_seconds']:.0f} s; SSL probe - scratch at "
-          f"{k0} label/class: {metrics['gains'][k0]['ssl_probe_minus_scratch']:+.3f}")
-    write_json_atomic(out_dir / "metrics.json", metrics)
-    plot_accuracy(summary, out_dir / "accuracy_vs_labels.png", "synthetic activity series: SSL vs from scratch")
-    print(f"wrote {out_dir / 'metrics.json'}, {out_dir / 'accuracy_vs_labels.png'}, model in {out_dir / 'final'}")
-    return metrics
+    from multissl.demo import write_few_label_report
+
+    return write_few_label_report(metrics, out_dir, len(cfg.seeds), k0, "synthetic activity series: SSL vs from scratch")
 
 
 __all__ = ["synthetic_activity", "timeseries_demo", "run_timeseries_demo", "TimeSeriesDemoConfig", "ACTIVITIES"]

@@ -76,8 +76,7 @@ def run_video_demo(cfg: VideoDemoConfig) -> Dict[str, Any]:
     from multissl.adapters.video import VideoAdapter
     from multissl.api import pretrain
     from multissl.evaluation import FinetuneConfig
-    from multissl.evaluation.few_labels import (FewLabelConfig, compare_few_labels, format_table, gains,
-                                                plot_accuracy, write_json_atomic)
+    from multissl.evaluation.few_labels import FewLabelConfig, compare_few_labels, gains
     from multissl.trainer import embed_prepared
 
     t_start = time.perf_counter()
@@ -125,14 +124,9 @@ def run_video_demo(cfg: VideoDemoConfig) -> Dict[str, Any]:
         "pretrain_history": model.config.get("history", []),
         "total_seconds": round(time.perf_counter() - t_start, 1),
     }
-    print()
-    print(format_table(summary, len(cfg.seeds)))
-    print(f"\npretraining {t_pretrain:.0f} s, total {metrics['total_seconds']:.0f} s; SSL probe - scratch at "
-          f"{k0} label/class: {metrics['gains'][k0]['ssl_probe_minus_scratch']:+.3f}")
-    write_json_atomic(out_dir / "metrics.json", metrics)
-    plot_accuracy(summary, out_dir / "accuracy_vs_labels.png", "bouncing digits, motion direction: SSL vs scratch")
-    print(f"wrote {out_dir / 'metrics.json'}, {out_dir / 'accuracy_vs_labels.png'}, model in {out_dir / 'final'}")
-    return metrics
+    from multissl.demo import write_few_label_report
+
+    return write_few_label_report(metrics, out_dir, len(cfg.seeds), k0, "bouncing digits, motion direction: SSL vs scratch")
 
 
 __all__ = ["bouncing_digits", "video_demo", "run_video_demo", "VideoDemoConfig"]
