@@ -261,13 +261,15 @@ class StepClock:
 
 
 def train_lightly(model: LightlySimCLR, loader: Iterable, *, epochs: int, total_steps: int, lr: float,
-                  device: torch.device, warmup_steps: int = 0, bf16: bool = False,
+                  device: torch.device, warmup_steps: int = 0, bf16: bool = False, channels_last: bool = False,
                   clock: Optional[StepClock] = None, log: Optional[Callable[[str], None]] = None) -> List[float]:
     """The training loop of lightly's examples, with multissl's optimiser and schedule builders
-    (identical parameter groups and per-step warmup + cosine). Returns the mean loss per epoch."""
+    (identical parameter groups and per-step warmup + cosine). Returns the mean loss per epoch.
+    ``bf16`` / ``channels_last``: the two lines an expert adds (autocast, NHWC model and inputs)."""
     from multissl.trainer import build_optimizer, warmup_cosine
 
-    model.to(device).train()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model.to(device, memory_format=fmt).train()
     opt = build_optimizer(model, "sgd", lr, SIMCLR["weight_decay"], SIMCLR["momentum"])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total_steps, warmup_steps, 0.0))
     step, history = 0, []
@@ -276,7 +278,7 @@ def train_lightly(model: LightlySimCLR, loader: Iterable, *, epochs: int, total_
         total, count = torch.zeros((), device=device), 0
         t0 = time.perf_counter()
         for views in loader:
-            x0, x1 = views[0].to(device, non_blocking=non_blocking), views[1].to(device, non_blocking=non_blocking)
+            x0, x1 = (v.to(device, non_blocking=non_blocking).contiguous(memory_format=fmt) for v in views[:2])
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 loss = model(x0, x1)
             loss.backward()

@@ -49,7 +49,9 @@ class TrainConfig:
     momentum: float = 0.9  # SGD / LARS momentum
     warmup_epochs: Optional[float] = None  # default: 10% of the run, at most 10 epochs
     min_lr_ratio: float = 0.0  # cosine decays to lr * min_lr_ratio
-    mixed_precision: str = "auto"  # "auto" (bf16 on GPUs that support it), "no", "bf16", "fp16"
+    #: "auto": bf16 on GPUs that support it, and for image/video conv nets on CPUs with bf16 matrix
+    #: units (Intel AMX); "no", "bf16", "fp16"
+    mixed_precision: str = "auto"
     grad_accum_steps: int = 1
     clip_grad_norm: Optional[float] = None
     seed: int = 0
@@ -101,14 +103,6 @@ class TrainConfig:
             if getattr(self, name) not in (None, True, False):
                 raise ConfigError(f"{name} must be true, false or null (automatic), got {getattr(self, name)!r}")
         fast_path.compile_options(self.compile)  # a ConfigError for an unknown mode/backend
-
-
-def resolve_mixed_precision(choice: str) -> str:
-    if choice != "auto":
-        return choice
-    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        return "bf16"
-    return "no"
 
 
 class LARS(torch.optim.SGD):
@@ -253,7 +247,7 @@ class Trainer:
             raise ConfigError("trackers=['tensorboard'] needs `pip install tensorboard`")
         return trackers
 
-    def _make_accelerator(self) -> Any:
+    def _make_accelerator(self, prepared: Optional[Prepared] = None) -> Any:
         from accelerate import Accelerator
         from accelerate.utils import ProjectConfiguration
 
@@ -270,8 +264,10 @@ class Trainer:
         # cpu=True on machines without an accelerator: then several processes started by
         # `accelerate launch --multi_gpu` / torchrun form a gloo group (MULTI_CPU) instead of each
         # believing it is the only process.
-        return Accelerator(mixed_precision=resolve_mixed_precision(cfg.mixed_precision), log_with=trackers or None,
-                           project_config=project, cpu=not _has_accelerator())
+        on_cpu = not _has_accelerator()
+        precision = fast_path.resolve_mixed_precision(cfg.mixed_precision, self.adapter.name, self.method, on_cpu,
+                                                      None if prepared is None else fast_path.spatial_side(prepared))
+        return Accelerator(mixed_precision=precision, log_with=trackers or None, project_config=project, cpu=on_cpu)
 
     def _checkpoint_root(self) -> Optional[Path]:
         return Path(self.config.output_dir) / "checkpoints" if self.config.output_dir else None
@@ -312,7 +308,7 @@ class Trainer:
         from accelerate.utils import set_seed
 
         cfg = self.config
-        acc = self._accelerator or self._make_accelerator()
+        acc = self._accelerator or self._make_accelerator(prepared)
         self.accelerator = acc
         set_seed(cfg.seed)
         if cfg.deterministic:

@@ -111,7 +111,7 @@ def test_resume_of_a_plain_checkpoint_with_fused_kernels(tmp_path):
 
 
 # ------------------------------------------------------------------------------- channels_last
-def make_image(channels_last, seed: int = 0):
+def make_image(channels_last, seed: int = 0, mixed_precision: str = "no"):
     from multissl.adapters import get_adapter
     from multissl.methods import build_method
 
@@ -123,7 +123,7 @@ def make_image(channels_last, seed: int = 0):
     encoder = adapter.build_encoder("small_cnn", width=0.25, embed_dim=16)
     method = build_method("simclr", encoder, 16, proj_hidden_dim=16, proj_dim=8)
     cfg = TrainConfig(epochs=1, batch_size=8, max_steps=3, optimizer="sgd", lr=0.1, seed=seed, progress=False,
-                      trackers=None, channels_last=channels_last)
+                      trackers=None, channels_last=channels_last, mixed_precision=mixed_precision)
     return Trainer(method, adapter, cfg), prepared
 
 
@@ -151,7 +151,8 @@ def test_channels_last_resolution_and_conversions():
     mlp = nn.Sequential(nn.Linear(4, 4))
     assert fast_path.resolve_channels_last(None, "image", cnn, CUDA)
     assert fast_path.resolve_channels_last(None, "video", cnn, CUDA)
-    assert not fast_path.resolve_channels_last(None, "image", cnn, CPU)
+    assert fast_path.resolve_channels_last(None, "image", cnn, CPU) == torch.backends.mkldnn.is_available()
+    assert not fast_path.resolve_channels_last(None, "image", mlp, CPU)
     assert not fast_path.resolve_channels_last(None, "image", mlp, CUDA)  # nothing to gain without convs
     assert not fast_path.resolve_channels_last(None, "text", cnn, CUDA)
     assert fast_path.resolve_channels_last(True, "text", mlp, CPU)
@@ -167,6 +168,48 @@ def test_channels_last_resolution_and_conversions():
     assert out[0].is_contiguous(memory_format=torch.channels_last) and torch.equal(out[0], image)
     assert out[1]["clip"].is_contiguous(memory_format=torch.channels_last_3d) and torch.equal(out[1]["clip"], clip)
     assert out[1]["ids"] is ids  # integer tensors (token ids, masks) pass unchanged
+
+
+# ------------------------------------------------------------------------------- mixed precision
+@pytest.mark.parametrize("amx", [True, False])
+def test_auto_mixed_precision_on_cpu_is_bf16_for_conv_nets_only_with_bf16_units(monkeypatch, amx):
+    monkeypatch.setattr(fast_path, "cpu_has_bf16_matmul", lambda: amx)
+    cnn = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten())
+    mlp = nn.Sequential(nn.Linear(4, 4))
+    resolve = fast_path.resolve_mixed_precision
+    want = "bf16" if amx else "no"
+    assert resolve("auto", "image", cnn, on_cpu=True, spatial_side=32) == want
+    assert resolve("auto", "video", cnn, on_cpu=True) == want  # size unknown (a stream): the conv net decides
+    assert resolve("auto", "image", cnn, on_cpu=True, spatial_side=8) == "no"  # too small to pay (8x8 digits)
+    assert resolve("auto", "image", mlp, on_cpu=True, spatial_side=32) == "no"
+    assert resolve("auto", "text", cnn, on_cpu=True) == "no"
+    assert resolve("auto", "timeseries", cnn, on_cpu=True) == "no"
+    for explicit in ("no", "bf16", "fp16"):  # an explicit choice is never second-guessed
+        assert resolve(explicit, "image", cnn, on_cpu=True, spatial_side=32) == explicit
+
+
+def test_spatial_side_of_prepared_data():
+    assert fast_path.spatial_side(torch.zeros(2, 3, 16, 12, dtype=torch.uint8)) == 12
+    assert fast_path.spatial_side({"video": torch.zeros(2, 4, 3, 20, 24), "length": torch.ones(2)}) == 20
+    assert fast_path.spatial_side(torch.zeros(2, 3, 50)) is None  # series: no image side
+
+
+def test_cpu_image_run_resolves_auto_to_bf16_on_bf16_cpus_and_trains(monkeypatch):
+    monkeypatch.setattr(fast_path, "cpu_has_bf16_matmul", lambda: True)
+    fast, data = make_image(channels_last=None, mixed_precision="auto")
+    fast.fit(data)
+    assert fast.resolved["mixed_precision"] == "bf16"
+    assert fast.resolved["channels_last"] == torch.backends.mkldnn.is_available()
+    assert all(np.isfinite(h["loss"]) for h in fast.history)
+    plain, _ = make_image(channels_last=False, mixed_precision="no")
+    plain.fit(data)
+    assert plain.resolved["mixed_precision"] == "no"
+    # bf16 changes the numbers, but only by rounding: the first loss agrees to bf16 precision
+    assert fast.history[0]["loss"] == pytest.approx(plain.history[0]["loss"], rel=2e-2)
+    monkeypatch.setattr(fast_path, "cpu_has_bf16_matmul", lambda: False)
+    off, _ = make_image(channels_last=None, mixed_precision="auto")
+    off.fit(data)
+    assert off.resolved["mixed_precision"] == "no"
 
 
 # ------------------------------------------------------------------------------- torch.compile
