@@ -15,7 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from multissl import fast_path
 from multissl.adapters.base import Adapter, Prepared, num_records, take, to_device
+from multissl.errors import ConfigError
 
 Array = Union[np.ndarray, torch.Tensor]
 
@@ -34,6 +36,9 @@ class FinetuneConfig:
     augment: bool = True
     seed: int = 0
     device: Optional[str] = None
+    # "auto": the Trainer's rule (multissl.fast_path.resolve_mixed_precision): bf16 autocast on
+    # GPUs, and for image/video conv nets on CPUs with bf16 matrix units; "no" or "bf16" to force
+    mixed_precision: str = "auto"
 
 
 class Classifier(nn.Module):
@@ -51,14 +56,19 @@ def _labels(y: Array) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict(model: Classifier, adapter: Adapter, data: Prepared, batch_size: int = 256) -> torch.Tensor:
+def predict(model: Classifier, adapter: Adapter, data: Prepared, batch_size: int = 256,
+            bf16: bool = False, channels_last: bool = False) -> torch.Tensor:
     model.eval()
     device = next(model.parameters()).device
     out = []
     n = num_records(data)
     for s in range(0, n, batch_size):
         batch = to_device(take(data, torch.arange(s, min(n, s + batch_size))), device)
-        out.append(model(adapter.eval_transform(batch)).argmax(1).cpu())
+        x = adapter.eval_transform(batch)
+        if channels_last:
+            x = fast_path.views_to_channels_last(x)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            out.append(model(x).argmax(1).cpu())
     return torch.cat(out)
 
 
@@ -67,7 +77,10 @@ def finetune(encoder: nn.Module, adapter: Adapter, train: Prepared, train_y: Arr
              config: Optional[FinetuneConfig] = None, copy_encoder: bool = True) -> Dict[str, Any]:
     """Fine-tune ``encoder`` (copied unless ``copy_encoder=False``) with a linear head.
 
-    Returns ``{"model": Classifier, "accuracy": float | None}`` (accuracy on ``test`` if given).
+    Returns ``{"model": Classifier, "accuracy": float | None, "mixed_precision": "bf16" | "no"}``
+    (accuracy on ``test`` if given). The fast path follows the Trainer's automatic rules
+    (``cfg.mixed_precision``; channels_last with it for image/video conv nets); the model is
+    handed back in float32 weights and the default memory order.
     """
     cfg = config or FinetuneConfig()
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -80,6 +93,14 @@ def finetune(encoder: nn.Module, adapter: Adapter, train: Prepared, train_y: Arr
     torch.manual_seed(cfg.seed)
     enc = copy.deepcopy(encoder) if copy_encoder else encoder
     model = Classifier(enc, embed_dim, num_classes).to(device)
+    precision = fast_path.resolve_mixed_precision(cfg.mixed_precision, adapter.name, model, device.type == "cpu",
+                                                  fast_path.spatial_side(train))
+    if precision not in ("no", "bf16"):
+        raise ConfigError(f"finetune supports mixed_precision auto|no|bf16, got {cfg.mixed_precision!r}")
+    bf16 = precision == "bf16"
+    channels_last = fast_path.resolve_channels_last(None, adapter.name, model, device)
+    if channels_last:
+        fast_path.model_to_channels_last(model)
     groups = [{"params": model.head.parameters(), "lr": cfg.lr}]
     if cfg.encoder_lr_ratio > 0:
         groups.append({"params": model.encoder.parameters(), "lr": cfg.lr * cfg.encoder_lr_ratio})
@@ -104,16 +125,20 @@ def finetune(encoder: nn.Module, adapter: Adapter, train: Prepared, train_y: Arr
         pos += bs
         batch = take(data, idx)
         x = adapter.finetune_augment(batch, generator=g_aug) if cfg.augment else adapter.eval_transform(batch)
-        return x, y[idx]
+        return (fast_path.views_to_channels_last(x) if channels_last else x), y[idx]
+
+    def autocast() -> Any:
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
     if cfg.probe_steps > 0:
         model.encoder.eval()
         head_opt = torch.optim.AdamW(model.head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         for _ in range(cfg.probe_steps):
             x, t = next_batch()
-            with torch.no_grad():
+            with torch.no_grad(), autocast():
                 h = model.encoder(x)
-            loss = F.cross_entropy(model.head(h), t, label_smoothing=cfg.label_smoothing)
+            with autocast():
+                loss = F.cross_entropy(model.head(h), t, label_smoothing=cfg.label_smoothing)
             head_opt.zero_grad(set_to_none=True)
             loss.backward()
             head_opt.step()
@@ -122,12 +147,16 @@ def finetune(encoder: nn.Module, adapter: Adapter, train: Prepared, train_y: Arr
         model.encoder.eval()  # frozen encoder: keep its BN statistics fixed too
     for _ in range(cfg.steps):
         x, t = next_batch()
-        loss = F.cross_entropy(model(x), t, label_smoothing=cfg.label_smoothing)
+        with autocast():
+            loss = F.cross_entropy(model(x), t, label_smoothing=cfg.label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
     acc = None
     if test is not None and test_y is not None:
-        acc = float((predict(model, adapter, test) == _labels(test_y)).float().mean())
-    return {"model": model, "accuracy": acc}
+        acc = float((predict(model, adapter, test, bf16=bf16, channels_last=channels_last)
+                     == _labels(test_y)).float().mean())
+    if channels_last:
+        fast_path.model_to_contiguous(model)
+    return {"model": model, "accuracy": acc, "mixed_precision": precision}
