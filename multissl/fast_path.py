@@ -4,7 +4,7 @@
 Each is a ``TrainConfig`` field (``mixed_precision``, ``fused_optimizer``, ``channels_last``,
 ``compile``; the prefetch is automatic) whose automatic default turns it on where it was
 measured to pay off. On a CUDA device: bf16 autocast, fused optimisers, channels_last for
-conv nets. On a CPU: channels_last for image/video conv nets (oneDNN's NHWC kernels, 17-26 %
+conv nets. On a CPU: channels_last for image/video conv nets (oneDNN's NHWC kernels, 6-29 %
 faster steps here), and bf16 autocast for them when the CPU has bf16 matrix units (Intel AMX:
 2-3x faster steps, docs/benchmarks.md). Fused/foreach optimiser kernels and channels_last
 convolutions reorder floating-point work (results equal the plain run to rounding),
@@ -103,7 +103,7 @@ def has_conv(module: nn.Module) -> bool:
 def resolve_channels_last(choice: Optional[bool], adapter_name: str, model: nn.Module, device: torch.device) -> bool:
     """None: on for image and video runs whose model has 2-D/3-D convolutions, on CUDA (cuDNN's
     NHWC kernels are the fast ones under bf16/fp16 on tensor cores) and on a CPU with oneDNN
-    (its NHWC convolutions: 17-26 % faster SimCLR steps for 8-64 px images and clips here)."""
+    (its NHWC convolutions: 6-29 % faster SimCLR steps for 8-64 px images and clips here)."""
     if choice is None:
         fast_device = device.type == "cuda" or (device.type == "cpu" and torch.backends.mkldnn.is_available())
         return fast_device and adapter_name in ("image", "video") and has_conv(model)
