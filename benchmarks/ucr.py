@@ -102,7 +102,8 @@ def run_dataset(name: str, args: argparse.Namespace) -> Dict[str, Any]:
         if name in args.few_label_datasets:
             lab = sample_per_class(ytr, np.arange(len(ytr)), args.labels_per_class, seed)
             cfg = FinetuneConfig(steps=args.finetune_steps, batch_size=8, lr=1e-3, seed=seed, device="cpu",
-                                 probe_steps=args.finetune_probe_steps)
+                                 probe_steps=args.finetune_probe_steps,
+                                 encoder_lr_ratio=args.finetune_encoder_lr_ratio)
             sub = {k: v[torch.as_tensor(lab)] for k, v in ptr.items()}
             torch.manual_seed(seed)
             scratch = ad.build_encoder("ts2vec", **ENCODER)
@@ -129,6 +130,9 @@ def main(argv: List[str] | None = None) -> int:
     p.add_argument("--few-label-datasets", nargs="*", default=["GunPoint"])
     p.add_argument("--labels-per-class", type=int, default=5)
     p.add_argument("--finetune-steps", type=int, default=200)
+    p.add_argument("--finetune-encoder-lr-ratio", type=float, default=1.0,
+                   help="encoder learning rate = 1e-3 x this, for the pretrained and the scratch encoder alike "
+                        "(the head keeps 1e-3; the image recipes use 0.1)")
     p.add_argument("--finetune-probe-steps", type=int, default=0,
                    help="LP-FT: train the head alone on frozen features first (both encoders alike)")
     p.add_argument("--depth", type=int, default=8, help="encoder blocks (TS2Vec: 10)")
