@@ -6,7 +6,7 @@ Each is a ``TrainConfig`` field (``mixed_precision``, ``fused_optimizer``, ``cha
 measured to pay off. On a CUDA device: bf16 autocast, fused optimisers, channels_last for
 conv nets. On a CPU: channels_last for image/video conv nets (oneDNN's NHWC kernels, 6-29 %
 faster steps here), and bf16 autocast for them when the CPU has bf16 matrix units (Intel AMX:
-2-3x faster steps, docs/benchmarks.md). Fused/foreach optimiser kernels and channels_last
+2-4x faster steps, docs/training.md). Fused/foreach optimiser kernels and channels_last
 convolutions reorder floating-point work (results equal the plain run to rounding),
 ``torch.compile`` traces the same graph, and the prefetch only moves *when* a batch is copied
 (tests/test_trainer_fast_path.py); bf16 autocast is the one switch that changes the numbers

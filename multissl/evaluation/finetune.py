@@ -79,7 +79,7 @@ def finetune(encoder: nn.Module, adapter: Adapter, train: Prepared, train_y: Arr
 
     Returns ``{"model": Classifier, "accuracy": float | None, "mixed_precision": "bf16" | "no"}``
     (accuracy on ``test`` if given). The fast path follows the Trainer's automatic rules
-    (``cfg.mixed_precision``; channels_last with it for image/video conv nets); the model is
+    (``cfg.mixed_precision``, and channels_last for image/video conv nets); the model is
     handed back in float32 weights and the default memory order.
     """
     cfg = config or FinetuneConfig()
