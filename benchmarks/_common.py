@@ -139,6 +139,24 @@ def load_cifar_shard(n: int, shard: str = "train-00000-of-00005.parquet", data_d
     return x, y
 
 
+def load_cifar_split(split: str, data_dir: Path = CIFAR_DIR, limit: Optional[int] = None
+                     ) -> Tuple[np.ndarray, np.ndarray]:
+    """A whole CIFAR-10 split (``train``: the 5 shards, 50,000 images; ``test``: 10,000), JPEG-decoded
+    once, in shard order: uint8 (n, 32, 32, 3) and int64 labels. ``limit`` keeps the first images."""
+    shards = sorted(Path(data_dir).glob(f"{split}-*.parquet"))
+    if not shards:
+        raise SystemExit(f"no {split}-*.parquet files in {data_dir}")
+    xs, ys, have = [], [], 0
+    for shard in shards:
+        x, y = load_cifar_shard(limit - have if limit is not None else 1 << 30, shard.name, data_dir)
+        xs.append(x)
+        ys.append(y)
+        have += len(x)
+        if limit is not None and have >= limit:
+            break
+    return np.concatenate(xs), np.concatenate(ys)
+
+
 def load_mnist(data_dir: Path = MNIST_DIR) -> Tuple[np.ndarray, np.ndarray]:
     """MNIST test set from the IDX gz files: uint8 (10000, 28, 28) and int64 labels."""
     d = Path(data_dir)

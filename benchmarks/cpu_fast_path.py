@@ -31,6 +31,16 @@ DEFAULT_OUTPUT = str(Path(__file__).resolve().parent / "results" / "cpu_fast_pat
 MODES = ("fp32", "fp32+channels_last", "bf16+channels_last")
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def step_seconds(adapter: Any, prepared: Any, encoder: str, batch: int, mode: str, reps: int,
                  **encoder_kwargs: Any) -> float:
     from multissl.adapters.base import take
@@ -99,10 +109,10 @@ def main(argv: List[str] | None = None) -> Dict[str, Any]:
     p.add_argument("--output", default=DEFAULT_OUTPUT)
     args = p.parse_args(argv)
     set_threads(args.threads)
-    from multissl.fast_path import cpu_has_bf16_matmul
+    from multissl.fast_path import cpu_bf16_units
 
-    amx = cpu_has_bf16_matmul()
-    log(f"CPU bf16 matrix units (AMX): {amx}; torch {torch.__version__}, {args.threads} threads, "
+    units = cpu_bf16_units()
+    log(f"CPU: {cpu_name()}; native bf16: {units}; torch {torch.__version__}, {args.threads} threads, "
         f"load {os.getloadavg()[0]:.1f}")
     rows, results = [], []
     for case in cases(args.quick):
@@ -119,8 +129,8 @@ def main(argv: List[str] | None = None) -> Dict[str, Any]:
     table = print_table(rows, ["model", "data", "views", *(f"{m} s" for m in MODES), "speed-up"])
     payload = {"benchmark": "cpu_fast_path", "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
                "command": " ".join(["python", "benchmarks/cpu_fast_path.py"] + (argv if argv is not None else sys.argv[1:])),
-               "machine": {"cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-                           "amx_bf16": amx, "torch": torch.__version__, "threads": args.threads,
+               "machine": {"cpu": cpu_name(), "cpu_count": os.cpu_count(),
+                           "bf16_units": units, "torch": torch.__version__, "threads": args.threads,
                            "loadavg_at_end": list(os.getloadavg())},
                "results": results, "table": table}
     write_json(args.output, payload)

@@ -5,8 +5,8 @@ Each is a ``TrainConfig`` field (``mixed_precision``, ``fused_optimizer``, ``cha
 ``compile``; the prefetch is automatic) whose automatic default turns it on where it was
 measured to pay off. On a CUDA device: bf16 autocast, fused optimisers, channels_last for
 conv nets. On a CPU: channels_last for image/video conv nets (oneDNN's NHWC kernels, 6-29 %
-faster steps here), and bf16 autocast for them when the CPU has bf16 matrix units (Intel AMX:
-2-4x faster steps, docs/training.md). Fused/foreach optimiser kernels and channels_last
+faster steps here), and bf16 autocast for them when the CPU has native bf16 dot products
+(AVX-512 BF16: Intel with AMX, 2.3-3.7x faster steps; AMD Zen 4, 1.9-2.5x; docs/training.md). Fused/foreach optimiser kernels and channels_last
 convolutions reorder floating-point work (results equal the plain run to rounding),
 ``torch.compile`` traces the same graph, and the prefetch only moves *when* a batch is copied
 (tests/test_trainer_fast_path.py); bf16 autocast is the one switch that changes the numbers
@@ -32,13 +32,25 @@ CPU_BF16_MIN_SIDE = 16
 
 
 def cpu_has_bf16_matmul() -> bool:
-    """Whether this CPU runs bf16 matrix products natively (AMX tiles with AVX-512 BF16: Intel
-    Sapphire Rapids and later), where oneDNN's bf16 convolutions beat float32 several times."""
+    """Whether this CPU computes bf16 dot products natively (AVX-512 BF16: Intel Cooper Lake,
+    Sapphire Rapids and later, whose AMX tiles oneDNN also uses; AMD Zen 4 and later), where
+    oneDNN's bf16 convolutions beat float32 about 2-4x (docs/training.md, measured on an AMX Xeon
+    and on a Zen 4 EPYC). Without it bf16 is emulated and slower than float32."""
     cpu = getattr(torch, "cpu", None)
     try:
-        return bool(cpu._is_amx_tile_supported() and cpu._is_avx512_bf16_supported())
-    except AttributeError:  # a torch without these probes: stay in float32
+        return bool(cpu._is_avx512_bf16_supported())
+    except AttributeError:  # a torch without this probe: stay in float32
         return False
+
+
+def cpu_bf16_units() -> str:
+    """What :func:`cpu_has_bf16_matmul` found, in words: ``"amx"``, ``"avx512_bf16"`` or ``"none"``."""
+    if not cpu_has_bf16_matmul():
+        return "none"
+    try:
+        return "amx" if torch.cpu._is_amx_tile_supported() else "avx512_bf16"
+    except AttributeError:
+        return "avx512_bf16"
 
 
 def resolve_mixed_precision(choice: str, adapter_name: str, model: nn.Module, on_cpu: bool,

@@ -188,6 +188,16 @@ def test_auto_mixed_precision_on_cpu_is_bf16_for_conv_nets_only_with_bf16_units(
         assert resolve(explicit, "image", cnn, on_cpu=True, spatial_side=32) == explicit
 
 
+@pytest.mark.parametrize("avx512_bf16,amx,units", [(True, True, "amx"), (True, False, "avx512_bf16"),
+                                                    (False, False, "none"), (False, True, "none")])
+def test_cpu_bf16_detection_needs_avx512_bf16_with_or_without_amx(monkeypatch, avx512_bf16, amx, units):
+    # Intel with AMX and AMD Zen 4 (AVX-512 BF16, no AMX) both run bf16 convolutions 2-4x faster
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    assert fast_path.cpu_has_bf16_matmul() is avx512_bf16
+    assert fast_path.cpu_bf16_units() == units
+
+
 def test_spatial_side_of_prepared_data():
     assert fast_path.spatial_side(torch.zeros(2, 3, 16, 12, dtype=torch.uint8)) == 12
     assert fast_path.spatial_side({"video": torch.zeros(2, 4, 3, 20, 24), "length": torch.ones(2)}) == 20
