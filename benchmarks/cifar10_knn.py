@@ -101,19 +101,16 @@ def sync(device: torch.device) -> None:
 
 
 @torch.no_grad()
-def embed_lightly(backbone: torch.nn.Module, x: np.ndarray, device: torch.device, bf16: bool,
-                  batch: int = 1024) -> np.ndarray:
+def embed_lightly(backbone: torch.nn.Module, x: np.ndarray, device: torch.device, batch: int = 1024) -> np.ndarray:
     """What lightly's benchmark runs for kNN: ToTensor + Normalize (ImageNet statistics, its
-    default), the backbone in eval mode."""
+    default), the backbone in eval mode; float32, as multissl's ``embed``."""
     backbone.eval()
     mean = torch.tensor(IMAGENET["mean"], device=device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET["std"], device=device).view(1, 3, 1, 1)
     out = []
     for s in range(0, len(x), batch):
         t = torch.from_numpy(x[s:s + batch]).to(device).permute(0, 3, 1, 2).float().div_(255.0)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            z = backbone((t - mean) / std).flatten(1)
-        out.append(z.float().cpu())
+        out.append(backbone((t - mean) / std).flatten(1).float().cpu())
     return torch.cat(out).numpy()
 
 
@@ -173,7 +170,8 @@ def main(argv: List[str] | None = None) -> Dict[str, Any]:
                 sync(device)
                 secs = time.perf_counter() - t
             hist = model.config["history"]
-            knn = knn_accuracy(model.embed(x_tr, batch_size=1024), y_tr, model.embed(x_te, batch_size=1024), y_te,
+            knn = knn_accuracy(model.embed(x_tr, batch_size=1024, device=device), y_tr,
+                               model.embed(x_te, batch_size=1024, device=device), y_te,
                                k=args.knn_k, temperature=0.1)
             rows["multissl SimCLR"] = {"knn": knn, "train_s": secs, "images_per_s": steps * args.batch_size / secs,
                                        "loss_first_last": [hist[0]["loss"], hist[-1]["loss"]],
@@ -194,8 +192,7 @@ def main(argv: List[str] | None = None) -> Dict[str, Any]:
                 sync(device)
                 secs = time.perf_counter() - t
                 del loader
-            knn = knn_accuracy(embed_lightly(backbone, x_tr, device, args.lightly_bf16), y_tr,
-                               embed_lightly(backbone, x_te, device, args.lightly_bf16), y_te,
+            knn = knn_accuracy(embed_lightly(backbone, x_tr, device), y_tr, embed_lightly(backbone, x_te, device), y_te,
                                k=args.knn_k, temperature=0.1)
             rows["lightly SimCLR"] = {"knn": knn, "train_s": secs, "images_per_s": steps * args.batch_size / secs,
                                       "loss_first_last": [losses[0], losses[-1]], "workers": args.lightly_workers,

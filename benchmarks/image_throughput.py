@@ -17,7 +17,7 @@ batch size, projection width, NT-Xent temperature, SGD settings and per-step cos
 - multissl, through its ``Trainer`` (what ``multissl.pretrain`` runs): uint8 tensors, batched
   augmentation on the training device with the same strengths (crop scale 0.08-1, jitter
   0.4/0.4/0.4/0.1 with p 0.8, grayscale p 0.2, flip p 0.5, no blur), with the Trainer's
-  automatic fast path (bf16 autocast and channels_last on CUDA, and on CPUs with AMX).
+  automatic fast path (bf16 autocast and channels_last on CUDA, and on CPUs with AVX-512 BF16).
 
 Measured: images/s = steps * batch / wall time between the end of the warmup steps and the end
 of the last step (data + augmentation + forward + backward + optimiser step), median over the
@@ -63,7 +63,7 @@ def parse_args(argv: List[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu", help="cpu or cuda[:i] (default: cpu)")
     p.add_argument("--batch-size", type=int, default=None, help="default: 128 on CPU, 512 on CUDA")
     p.add_argument("--num-images", type=int, default=None, help="images decoded from the shard (default: 4096 CPU, 10000 CUDA)")
-    p.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: 2 CPU, 20 CUDA)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: 3 CPU: oneDNN sets its bf16 kernels up in the first ones; 20 CUDA)")
     p.add_argument("--steps", type=int, default=None, help="timed steps per run (default: 8 CPU, 50 CUDA)")
     p.add_argument("--rounds", type=int, default=2, help="alternating rounds; the median is reported (default: 2)")
     p.add_argument("--workers", default=None, help="lightly DataLoader workers to try, comma-separated "
@@ -95,7 +95,7 @@ def parse_args(argv: List[str] | None = None) -> argparse.Namespace:
         p.error("--device cuda but torch.cuda.is_available() is False")
     args.batch_size = args.batch_size or (512 if cuda else 128)
     args.num_images = args.num_images or (10000 if cuda else 4096)
-    args.warmup = args.warmup if args.warmup is not None else (20 if cuda else 2)
+    args.warmup = args.warmup if args.warmup is not None else (20 if cuda else 3)
     args.steps = args.steps if args.steps is not None else (50 if cuda else 8)
     args.workers = [int(w) for w in (args.workers or ("8" if cuda else "0,1,2")).split(",")]
     tuned = args.tuned_workers if args.tuned_workers is not None else ("" if cuda else "0,1")

@@ -49,8 +49,8 @@ class TrainConfig:
     momentum: float = 0.9  # SGD / LARS momentum
     warmup_epochs: Optional[float] = None  # default: 10% of the run, at most 10 epochs
     min_lr_ratio: float = 0.0  # cosine decays to lr * min_lr_ratio
-    #: "auto": bf16 on GPUs that support it, and for image/video conv nets on CPUs with bf16 matrix
-    #: units (Intel AMX); "no", "bf16", "fp16"
+    #: "auto": bf16 on GPUs that support it, and for image/video conv nets on CPUs with native bf16
+    #: dot products (AVX-512 BF16: Intel with AMX, AMD Zen 4); "no", "bf16", "fp16"
     mixed_precision: str = "auto"
     grad_accum_steps: int = 1
     clip_grad_norm: Optional[float] = None
