@@ -63,7 +63,7 @@ class Args:
     method: str = "simclr"
     encoder: str = "resnet18"
     encoder_width: float = 0.5
-    ssl_epochs: int = 15
+    ssl_epochs: int = 60
     ssl_batch_size: int = 128
     fpn_channels: int = 64
     head_convs: int = 2
