@@ -57,13 +57,17 @@ def resolve_mixed_precision(choice: str, adapter_name: str, model: nn.Module, on
                             spatial_side: Optional[int] = None) -> str:
     """``"auto"``: bf16 on a GPU that supports it; on a CPU, bf16 for image and video conv nets
     (inputs at least :data:`CPU_BF16_MIN_SIDE` pixels a side, when known) if the CPU has native
-    bf16 matrix units (:func:`cpu_has_bf16_matmul`); full precision everywhere else."""
+    bf16 dot products (:func:`cpu_has_bf16_matmul`) -- for nets with 3-D convolutions only on
+    AMX CPUs: on AVX-512 BF16 without AMX (AMD Zen 4), torch 2.11's oneDNN bf16 Conv3d backward
+    returns NaN gradients at random for clips 2 frames deep (see docs/training.md); full
+    precision everywhere else."""
     if choice != "auto":
         return choice
     if not on_cpu:
         return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
     if (adapter_name in ("image", "video") and has_conv(model) and cpu_has_bf16_matmul()
-            and (spatial_side is None or spatial_side >= CPU_BF16_MIN_SIDE)):
+            and (spatial_side is None or spatial_side >= CPU_BF16_MIN_SIDE)
+            and (not has_conv3d(model) or cpu_bf16_units() == "amx")):
         return "bf16"
     return "no"
 
@@ -110,6 +114,10 @@ def kernel_flags(optimizer: torch.optim.Optimizer) -> List[Dict[str, Any]]:
 # ---------------------------------------------------------------------- channels_last
 def has_conv(module: nn.Module) -> bool:
     return any(isinstance(m, (nn.Conv2d, nn.Conv3d)) for m in module.modules())
+
+
+def has_conv3d(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv3d) for m in module.modules())
 
 
 def resolve_channels_last(choice: Optional[bool], adapter_name: str, model: nn.Module, device: torch.device) -> bool:

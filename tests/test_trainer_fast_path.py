@@ -198,6 +198,20 @@ def test_cpu_bf16_detection_needs_avx512_bf16_with_or_without_amx(monkeypatch, a
     assert fast_path.cpu_bf16_units() == units
 
 
+@pytest.mark.parametrize("units,want3d", [("amx", "bf16"), ("avx512_bf16", "no")])
+def test_auto_bf16_for_3d_conv_nets_only_on_amx_cpus(monkeypatch, units, want3d):
+    # torch 2.11's oneDNN bf16 Conv3d backward gives random NaN gradients on AVX-512 BF16 without AMX
+    monkeypatch.setattr(fast_path, "cpu_has_bf16_matmul", lambda: True)
+    monkeypatch.setattr(fast_path, "cpu_bf16_units", lambda: units)
+    c3d = nn.Sequential(nn.Conv3d(1, 4, 3), nn.Flatten())
+    c2d = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten())
+    resolve = fast_path.resolve_mixed_precision
+    assert resolve("auto", "video", c3d, on_cpu=True, spatial_side=32) == want3d
+    assert resolve("auto", "image", c2d, on_cpu=True, spatial_side=32) == "bf16"
+    assert resolve("auto", "video", c2d, on_cpu=True, spatial_side=32) == "bf16"  # a 2-D per-frame net
+    assert resolve("bf16", "video", c3d, on_cpu=True, spatial_side=32) == "bf16"  # explicit: the user's call
+
+
 def test_spatial_side_of_prepared_data():
     assert fast_path.spatial_side(torch.zeros(2, 3, 16, 12, dtype=torch.uint8)) == 12
     assert fast_path.spatial_side({"video": torch.zeros(2, 4, 3, 20, 24), "length": torch.ones(2)}) == 20
