@@ -6,9 +6,10 @@ Each is a ``TrainConfig`` field (``mixed_precision``, ``fused_optimizer``, ``cha
 measured to pay off. On a CUDA device: bf16 autocast, fused optimisers, channels_last for
 conv nets. On a CPU: channels_last for image/video conv nets (oneDNN's NHWC kernels, 6-29 %
 faster steps here), and bf16 autocast for them when the CPU has native bf16 dot products
-(AVX-512 BF16: Intel with AMX, 2.3-3.7x faster steps; AMD Zen 4, 1.9-2.5x; docs/training.md). Fused/foreach optimiser kernels and channels_last
-convolutions reorder floating-point work (results equal the plain run to rounding),
-``torch.compile`` traces the same graph, and the prefetch only moves *when* a batch is copied
+(AVX-512 BF16: Intel with AMX, 2.3-3.7x faster steps; AMD Zen 4, 1.5-3.2x for 2-D conv nets;
+docs/training.md). Fused/foreach optimiser kernels and channels_last convolutions reorder
+floating-point work (results equal the plain run to rounding), ``torch.compile`` traces the
+same graph, and the prefetch only moves *when* a batch is copied
 (tests/test_trainer_fast_path.py); bf16 autocast is the one switch that changes the numbers
 (``mixed_precision="no"`` turns it off).
 """
