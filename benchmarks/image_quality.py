@@ -60,6 +60,9 @@ def parse_args(argv: List[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lightly-workers", type=int, default=1, help="DataLoader workers for lightly (default 1: its "
                    "best on 2 cores in benchmarks/image_throughput.py)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--precision", choices=["fp32", "auto", "bf16"], default="fp32",
+                   help="fp32 (default: both sides in full precision, the quality comparison); auto: multissl's "
+                        "Trainer decides (bf16 + channels_last on CPUs with AVX-512 BF16); bf16: both sides in bf16")
     p.add_argument("--sides", default="multissl,lightly", help="which sides to pretrain (comma-separated)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="smoke run: 256 train / 200 test images, 1 epoch, batch 64, "
@@ -157,7 +160,8 @@ def main(argv: List[str] | None = None) -> Dict[str, Any]:
                          method_kwargs={"proj_hidden_dim": embed_dim, "proj_dim": SIMCLR["proj_out"],
                                         "temperature": SIMCLR["temperature"]},
                          optimizer="sgd", lr=lr, weight_decay=SIMCLR["weight_decay"], momentum=SIMCLR["momentum"],
-                         warmup_epochs=0.0, mixed_precision="no", progress=False)
+                         warmup_epochs=0.0, mixed_precision={"fp32": "no"}.get(args.precision, args.precision),
+                         progress=False)
         secs = time.perf_counter() - t
         hist = model.config["history"]
         train_info["multissl"] = {"seconds": secs, "images_per_s": total_steps * args.batch_size / secs,
@@ -181,7 +185,7 @@ def main(argv: List[str] | None = None) -> Dict[str, Any]:
                                              persistent_workers=args.lightly_workers > 0)
         t = time.perf_counter()
         losses = train_lightly(net, loader, epochs=args.epochs, total_steps=total_steps, lr=lr,
-                               device=torch.device("cpu"), log=log)
+                               device=torch.device("cpu"), bf16=args.precision == "bf16", log=log)
         secs = time.perf_counter() - t
         del loader
         train_info["lightly"] = {"seconds": secs, "images_per_s": total_steps * args.batch_size / secs,
@@ -222,7 +226,8 @@ def main(argv: List[str] | None = None) -> Dict[str, Any]:
                      "draws": args.draws, "knn_k": args.knn_k, "knn_temperature": 0.1,
                      "multissl_adapter_config": adapter_config,
                      "lightly_transform": "SimCLRTransform(input_size=28, cj_strength=0.5, gaussian_blur=0.0, "
-                                          "normalize=train mean/std)", "threads": args.threads},
+                                          "normalize=train mean/std)", "threads": args.threads,
+                                          "precision": args.precision},
         "results": reps, "training": train_info, "verdict": verdict, "table": table,
     }
     write_json(args.output, payload)
