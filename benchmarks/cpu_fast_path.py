@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
@@ -25,20 +24,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import load_cifar_shard, log, print_table, set_threads, write_json  # noqa: E402
+from _common import cpu_name, load_cifar_shard, log, print_table, set_threads, write_json  # noqa: E402
 
 DEFAULT_OUTPUT = str(Path(__file__).resolve().parent / "results" / "cpu_fast_path.json")
 MODES = ("fp32", "fp32+channels_last", "bf16+channels_last")
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def step_seconds(adapter: Any, prepared: Any, encoder: str, batch: int, mode: str, reps: int,
