@@ -139,6 +139,8 @@ def main(argv: List[str] | None = None) -> int:
                    help="LP-FT: train the head alone on frozen features first (both encoders alike)")
     p.add_argument("--depth", type=int, default=8, help="encoder blocks (TS2Vec: 10)")
     p.add_argument("--embed-dim", type=int, default=128, help="per-step and pooled width (TS2Vec: 320)")
+    p.add_argument("--pooling", default="max", choices=("max", "mean", "maxmean"),
+                   help="per-step features -> one vector (TS2Vec: max)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: fastest on a shared 2-core CPU)")
     p.add_argument("--quick", action="store_true", help="1 seed, 20 steps")
     p.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "ucr.json"))
@@ -151,7 +153,7 @@ def main(argv: List[str] | None = None) -> int:
         print("benchmarks/ucr.py needs aeon: pip install -e '.[benchmarks]'", file=sys.stderr)
         return 2
     set_threads(args.threads)
-    ENCODER.update(depth=args.depth, embed_dim=args.embed_dim)
+    ENCODER.update(depth=args.depth, embed_dim=args.embed_dim, pooling=args.pooling)
     t0 = time.perf_counter()
     results = {name: run_dataset(name, args) for name in args.datasets}
     rows = []
