@@ -14,7 +14,8 @@ Protocol, for every seed s in ``range(--seeds)``:
    - ``scratch_finetune``: the text encoder from random weights, fine-tuned end to end;
    - ``ssl_probe``: logistic regression on the frozen SSL embeddings (C by the same CV);
    - ``ssl_finetune``: the SSL encoder fine-tuned exactly like the from-scratch one (same
-     augmentation -- the adapter's light token dropout --, optimiser, steps).
+     augmentation -- the adapter's light token dropout --, optimiser, steps, and the optional
+     LP-FT head-only warm-up ``--finetune-probe-steps``).
 
 The SSL encoder is pretrained once, without labels, on ``--pretrain-on all`` records (the
 texts of every split, labels never read; the vectoriser of the TF-IDF baseline is fitted on
@@ -78,6 +79,7 @@ class Args:
     finetune_batch_size: int = 32
     finetune_lr: float = 1e-3
     finetune_encoder_lr_ratio: float = 0.5
+    finetune_probe_steps: int = 0
     max_records: Optional[int] = None
     rows: List[str] = field(default_factory=lambda: list(ROWS))
     threads: Optional[int] = None
@@ -120,6 +122,9 @@ def build_parser(prog: str, description: str, defaults: Dict[str, Any]) -> argpa
     p.add_argument("--finetune-batch-size", type=int, default=d["finetune_batch_size"])
     p.add_argument("--finetune-lr", type=float, default=d["finetune_lr"])
     p.add_argument("--finetune-encoder-lr-ratio", type=float, default=d["finetune_encoder_lr_ratio"])
+    p.add_argument("--finetune-probe-steps", type=int, default=d["finetune_probe_steps"],
+                   help="LP-FT: steps training the head alone on frozen features before fine-tuning everything "
+                        "(both fine-tuned rows)")
     p.add_argument("--max-records", type=int, default=d["max_records"], help="a stratified subset of this size")
     p.add_argument("--rows", default=",".join(d["rows"]), help=f"which rows to run, of {', '.join(ROWS)}")
     p.add_argument("--threads", type=int, default=d["threads"], help="torch CPU threads")
@@ -156,6 +161,8 @@ def parse_args(parser: argparse.ArgumentParser, argv: Optional[List[str]]) -> Ar
     for name in ("seeds", "epochs", "batch_size", "finetune_steps", "finetune_batch_size"):
         if getattr(a, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    if a.finetune_probe_steps < 0:
+        parser.error("--finetune-probe-steps must be >= 0")
     names = [c.strip() for c in a.column_names.split(",")] if a.column_names else None
     return Args(data=a.data, output=a.output, text_column=a.text_column, label_column=a.label_column,
                 column_names=names, positive_label=a.positive_label, test_fraction=a.test_fraction,
@@ -165,6 +172,7 @@ def parse_args(parser: argparse.ArgumentParser, argv: Optional[List[str]]) -> Ar
                 pretrain_on=a.pretrain_on, finetune_steps=a.finetune_steps,
                 finetune_epochs_all=a.finetune_epochs_all, finetune_batch_size=a.finetune_batch_size,
                 finetune_lr=a.finetune_lr, finetune_encoder_lr_ratio=a.finetune_encoder_lr_ratio,
+                finetune_probe_steps=a.finetune_probe_steps,
                 max_records=a.max_records, rows=rows, threads=a.threads, seed=a.seed, progress=not a.no_progress)
 
 
@@ -450,7 +458,8 @@ def run(args: Args, recipe: str, log: Callable[[str], None] = print,
             steps = args.finetune_steps if k != ALL else max(1, int(round(
                 args.finetune_epochs_all * len(lab) / args.finetune_batch_size)))
             ft = FinetuneConfig(steps=steps, batch_size=args.finetune_batch_size, lr=args.finetune_lr,
-                                encoder_lr_ratio=args.finetune_encoder_lr_ratio, seed=s)
+                                encoder_lr_ratio=args.finetune_encoder_lr_ratio,
+                                probe_steps=args.finetune_probe_steps, seed=s)
             for row in ("scratch_finetune", "ssl_finetune"):
                 if row not in runs:
                     continue

@@ -39,7 +39,11 @@ except ImportError:  # pragma: no cover - the package is installed in developmen
 PAPER_ACCURACY, PAPER_MCC = 0.9764, 0.893
 F1_MARGIN = 0.05
 
-DEFAULTS = {"output": "runs/spam_detection", "positive_label": "spam", "label_column": "label"}
+#: a 2,000-piece WordPiece vocabulary instead of the adapter's 8,000: on the SMS Spam Collection
+#: (5,574 messages) the frozen mae probe's spam F1 with 32 labels/class rises from 0.80 (7,809
+#: pieces) to 0.86-0.90 (1,000-3,000 pieces): fewer, better-trained pieces shared between
+#: spellings and numbers (docs/recipes/spam_detection.md, "Tokenizer vocabulary")
+DEFAULTS = {"output": "runs/spam_detection", "positive_label": "spam", "label_column": "label", "vocab_size": 2000}
 
 
 def resolve_data(path: str) -> str:

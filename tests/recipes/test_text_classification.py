@@ -34,9 +34,10 @@ def _run(module: str, *args: str) -> subprocess.CompletedProcess:
 def test_spam_detection_on_the_sms_format(tmp_path):
     data = _sms_file(tmp_path / "SMSSpamCollection")
     out = tmp_path / "out"
-    r = _run("spam_detection", "--data", str(tmp_path), "--output", str(out), *TINY)
+    r = _run("spam_detection", "--data", str(tmp_path), "--output", str(out), *TINY, "--finetune-probe-steps", "2")
     assert r.returncode == 0, r.stderr[-2000:]
     m = json.loads((out / "metrics.json").read_text())
+    assert m["args"]["finetune_probe_steps"] == 2 and m["args"]["vocab_size"] == 2000
     assert m["classes"] == ["ham", "spam"] and m["positive_label"] == "spam"
     assert m["num_records"] == 60 and m["num_test"] == 18
     for row in ("tfidf_lr", "scratch_finetune", "ssl_probe", "ssl_finetune"):
@@ -56,6 +57,24 @@ def test_spam_detection_on_the_sms_format(tmp_path):
     assert np.trace(np.array(cm["tfidf_lr"])) == 18  # f1 1.0 above: no confusion
     assert (out / "confusion_matrix.png").stat().st_size > 5000
     assert data.is_file()
+
+
+def test_spam_detection_defaults_and_lpft_option():
+    from multissl.recipes import _text_classification as tc
+    from multissl.recipes import spam_detection as sd
+
+    parser = tc.build_parser("spam_detection", "test", sd.DEFAULTS)
+    a = tc.parse_args(parser, ["--data", "x"])
+    # the recipe's own vocabulary size (the adapter's default is 8,000) and no LP-FT warm-up
+    assert a.vocab_size == 2000 and a.finetune_probe_steps == 0
+    assert tc.parse_args(parser, ["--data", "x", "--finetune-probe-steps", "50"]).finetune_probe_steps == 50
+    assert tc.parse_args(parser, ["--data", "x", "--vocab-size", "8000"]).vocab_size == 8000
+    with pytest.raises(SystemExit):
+        tc.parse_args(parser, ["--data", "x", "--finetune-probe-steps", "-1"])
+    # text_categorization keeps the adapter's default vocabulary
+    from multissl.recipes import text_categorization as cat
+
+    assert tc.parse_args(tc.build_parser("t", "t", cat.DEFAULTS), ["--data", "x"]).vocab_size is None
 
 
 def test_text_categorization_headerless_csv_with_joined_columns(tmp_path):
