@@ -79,6 +79,15 @@ class TextTokenizer:
                                           special_tokens=list(SPECIAL_TOKENS), show_progress=False,
                                           initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
         tok.train_from_iterator(list(texts), trainer=trainer)
+        if kind == "wordpiece":
+            # The trainer numbers pieces of equal frequency in hash order, which changes from one
+            # process to the next: renumber them (special tokens first, then in sorted order) so
+            # the same corpus gives the same ids, and a seeded model the same initial embeddings.
+            # WordPiece matches the longest piece in the vocabulary, so ids do not change the splits.
+            vocab = tok.get_vocab()
+            pieces = list(SPECIAL_TOKENS) + sorted(p for p in vocab if p not in SPECIAL_TOKENS)
+            tok.model = models.WordPiece({p: i for i, p in enumerate(pieces)}, unk_token="[UNK]",
+                                         continuing_subword_prefix="##")
         return cls(tok)
 
     @classmethod

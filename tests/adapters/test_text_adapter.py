@@ -141,6 +141,23 @@ def test_whole_word_groups_tie_word_pieces():
     assert any(p.startswith("##") for p in pieces)
 
 
+def test_wordpiece_ids_do_not_depend_on_the_trainers_hash_order():
+    """Pieces of equal frequency used to get ids in hash order (different in every process):
+    the ids are now the special tokens, then the pieces in sorted order, and the splits are
+    the vocabulary's longest matches, so decoding still gives the text back."""
+    from multissl.adapters.text_tokenizer import SPECIAL_TOKENS, TextTokenizer
+
+    tok = TextTokenizer.train(corpus(), vocab_size=300)
+    vocab = tok.backend.get_vocab()
+    by_id = sorted(vocab, key=vocab.get)
+    k = len(SPECIAL_TOKENS)
+    assert by_id[:k] == list(SPECIAL_TOKENS)
+    assert by_id[k:] == sorted(by_id[k:]) and sorted(vocab.values()) == list(range(len(vocab)))
+    text = corpus()[3]
+    ids = tok.token_ids([text])[0]
+    assert tok.decode(ids) == text.lower() and tok.unk_id not in ids
+
+
 def test_bpe_tokenizer():
     ad = TextAdapter(tokenizer_kind="bpe", vocab_size=300)
     data = ad.prepare(corpus())
