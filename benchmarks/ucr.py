@@ -164,7 +164,8 @@ def main(argv: List[str] | None = None) -> int:
                      f"{s['raw_svm']['mean']:.3f}", r["tloss_k10"],
                      f"{s['ssl_linear']['mean']:.3f}", f"{s['untrained_linear']['mean']:.3f}"])
     print()
-    table = print_table(rows, ["dataset", f"multissl {args.method}{':' + args.preset if args.preset else ''} SVM", "untrained SVM", "raw SVM",
+    views = f"{args.method}:{args.preset}" if args.preset else args.method
+    table = print_table(rows, ["dataset", f"multissl {views} SVM", "untrained SVM", "raw SVM",
                                "T-Loss K=10", "multissl linear", "untrained linear"])
     for n, r in results.items():
         s = r["summary"]
