@@ -36,13 +36,33 @@ that a gather without the all-reduce fails that comparison.
 
 When the process group is not initialised, or has one process, :func:`gather` returns its
 input unchanged, so the same loss code runs everywhere.
+
+Exiting cleanly
+---------------
+A process that exits with its gloo process group still alive can die with SIGABRT
+("terminate called without an active exception"): gloo's worker threads still hold work
+objects whose tensors are released while the interpreter is being torn down (pytorch PR
+#179291 describes the race; it happens now and then, not every run). Importing this module
+registers an ``atexit`` handler that destroys the default process group while the interpreter
+is still whole, so ``accelerate launch`` runs of the CLI, the recipes and user scripts that
+call :func:`multissl.pretrain` end cleanly without calling ``destroy_process_group``
+themselves. The handler does nothing when no group is running or it was already destroyed.
 """
 from __future__ import annotations
 
+import atexit
 from typing import Any, List, Tuple, Union
 
 import torch
 import torch.distributed as dist
+
+
+def _destroy_process_group_at_exit() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+atexit.register(_destroy_process_group_at_exit)
 
 
 def is_distributed() -> bool:

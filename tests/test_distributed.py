@@ -35,6 +35,26 @@ def test_gather_is_identity_when_not_distributed() -> None:
     assert y is x and offset == 0
 
 
+EXIT_CHECK = """
+import atexit, sys
+import torch.distributed as dist
+# registered before multissl's handler, so it runs after it (atexit is last-in, first-out)
+atexit.register(lambda: print("initialized at exit:", dist.is_initialized(), flush=True))
+import multissl.distributed
+dist.init_process_group("gloo", init_method="file://" + sys.argv[1], rank=0, world_size=1)
+dist.all_reduce(__import__("torch").ones(2))
+"""
+
+
+def test_process_group_is_destroyed_at_exit(tmp_path: Path) -> None:
+    """A gloo group left alive at exit can abort the process (SIGABRT, seen in CI); importing
+    multissl.distributed destroys it from an atexit handler before the interpreter shuts down."""
+    proc = subprocess.run([sys.executable, "-c", EXIT_CHECK, str(tmp_path / "store")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "initialized at exit: False" in proc.stdout, proc.stdout + proc.stderr
+
+
 @pytest.fixture(scope="module")
 def ddp_results(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp("ddp") / "results.json"
