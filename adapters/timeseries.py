@@ -67,6 +67,10 @@ PRESETS: Dict[str, Dict[str, float]] = {
     "tloss": {"crop": 0.3, "overlap_crop": 0.0, "window_slice": 0.0, "time_warp": 0.0, "permute_segments": 0,
               "scaling": 0.0, "magnitude_warp": 0.0, "jitter": 0.0, "frequency": 0.0, "spec_mask": 0.0,
               "timestamp_mask": 0.0, "warp_knots": 4},
+    # no augmentation: the method makes its own variants (tloss cuts sub-series)
+    "none": {"crop": 0.0, "overlap_crop": 0.0, "window_slice": 0.0, "time_warp": 0.0, "permute_segments": 0,
+             "scaling": 0.0, "magnitude_warp": 0.0, "jitter": 0.0, "frequency": 0.0, "spec_mask": 0.0,
+             "timestamp_mask": 0.0, "warp_knots": 4},
     # small perturbations only (fine-tuning, pretext tasks)
     "light": {"crop": 0.0, "overlap_crop": 0.0, "window_slice": 0.9, "time_warp": 0.0, "permute_segments": 0,
               "scaling": 0.1, "magnitude_warp": 0.0, "jitter": 0.03, "frequency": 0.0, "spec_mask": 0.0,

@@ -9,6 +9,7 @@ from multissl.losses.hierarchical_contrastive import hierarchical_contrastive_lo
 from multissl.losses.info_nce import info_nce_loss
 from multissl.losses.negative_cosine import negative_cosine_loss
 from multissl.losses.ntxent import nt_xent_loss
+from multissl.losses.subseries_triplet import subseries_triplet_loss
 from multissl.losses.vibcreg import normalised_covariance_penalty, vibcreg_loss, vibcreg_terms
 from multissl.losses.vicreg import RegularisationTerms, variance_hinge, vicreg_loss, vicreg_terms
 
@@ -20,6 +21,7 @@ __all__ = [
     "negative_cosine_loss",
     "normalised_covariance_penalty",
     "nt_xent_loss",
+    "subseries_triplet_loss",
     "variance_hinge",
     "vibcreg_loss",
     "vibcreg_terms",

@@ -32,6 +32,7 @@ _BUILTIN: Dict[str, str] = {
     "mae": "multissl.methods.mae:MAE",
     "data2vec": "multissl.methods.data2vec:Data2Vec",
     "ts2vec": "multissl.methods.ts2vec:TS2Vec",
+    "tloss": "multissl.methods.tloss:TLoss",
     "frame_order": "multissl.methods.frame_order:FrameOrder",
     "future_frame": "multissl.methods.future_frame:FutureFrame",
 }

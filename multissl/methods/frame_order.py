@@ -33,6 +33,7 @@ from torch import nn
 from multissl.errors import ConfigError
 from multissl.heads import MLPHead
 from multissl.methods.pretext import PretextMethod, classification_outputs
+from multissl.methods.random_stream import init_random_stream, next_generator
 
 FORWARD, REVERSED = 0, 1
 
@@ -111,23 +112,12 @@ class FrameOrder(PretextMethod):
                               "set at least one")
         self.num_classes = int(self._hparams["arrow"]) + 1 + int(self._hparams["shuffled"])
         self.head = MLPHead([self.embed_dim, self._hparams["head_hidden_dim"], self.num_classes])
-        self.register_buffer("rng_seed", torch.randint(0, 2**62, ()))
-        self.register_buffer("rng_step", torch.zeros((), dtype=torch.long))
-
-    def _generator(self, device: torch.device) -> torch.Generator:
-        index = 0  # eval mode: always the same shuffles
-        if self.training:
-            self.rng_step += 1
-            index = int(self.rng_step)
-        rank = torch.distributed.get_rank() if torch.distributed.is_available() and torch.distributed.is_initialized() else 0
-        g = torch.Generator(device=device)
-        g.manual_seed((int(self.rng_seed) * 1_000_003 + index * 7919 + rank * 104_729) % (2**63 - 1))
-        return g
+        init_random_stream(self)
 
     def forward(self, views: List[Any], generator: Optional[torch.Generator] = None) -> Dict[str, torch.Tensor]:
         x = self.single_view(views)
         if generator is None and self._hparams["shuffled"]:
-            generator = self._generator(x.device)
+            generator = next_generator(self, x.device)
         clips, labels = order_variants(x, self._hparams["arrow"], self._hparams["shuffled"], generator)
         return classification_outputs(self.head(self.encode(clips)), labels)
 

@@ -44,6 +44,7 @@ from torch.func import functional_call
 from multissl.errors import ConfigError
 from multissl.methods.pretext import PretextMethod
 from multissl.methods.siamese import UNIT_INTERVAL
+from multissl.methods.random_stream import init_random_stream, next_generator
 
 #: upsampling stages of the decoder: it starts from a map of 1/2**DECODER_STAGES of the image side
 DECODER_STAGES = 3
@@ -168,8 +169,7 @@ class Inpainting(PretextMethod):
     def __init__(self, encoder: nn.Module, embed_dim: int, image_shape: Optional[Tuple[int, int, int]] = None,
                  **hparams: Any) -> None:
         super().__init__(encoder, embed_dim, **hparams)
-        self.register_buffer("rng_seed", torch.randint(0, 2**62, ()))
-        self.register_buffer("rng_step", torch.zeros((), dtype=torch.long))
+        init_random_stream(self)
         self.decoder: Optional[ContextDecoder] = None
         self.discriminator: Optional[Discriminator] = None
         self.image_shape: Optional[Tuple[int, int, int]] = None
@@ -204,17 +204,6 @@ class Inpainting(PretextMethod):
             h, w = (size, size) if isinstance(size, int) else size
             self.build_decoder(int(channels), int(h), int(w))
 
-    # ---- randomness ---------------------------------------------------------------------------
-    def _generator(self, device: torch.device) -> torch.Generator:
-        rank = torch.distributed.get_rank() if torch.distributed.is_available() and torch.distributed.is_initialized() else 0
-        index = 0  # eval mode: always the same positions
-        if self.training:
-            self.rng_step += 1
-            index = int(self.rng_step)
-        g = torch.Generator(device=device)
-        g.manual_seed((int(self.rng_seed) * 1_000_003 + index * 7919 + rank * 104_729) % (2**63 - 1))
-        return g
-
     # ---- masking ------------------------------------------------------------------------------
     def make_masks(self, x: torch.Tensor, generator: Optional[torch.Generator] = None
                    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -224,7 +213,7 @@ class Inpainting(PretextMethod):
         overlap = hp["overlap"] or 0
         region, _ = region_geometry(height, width, hp["mask_fraction"], overlap)
         if hp["random_position"]:
-            g = generator if generator is not None else self._generator(x.device)
+            g = generator if generator is not None else next_generator(self, x.device)
             corners = torch.stack([torch.randint(0, height - region + 1, (b,), generator=g, device=x.device),
                                    torch.randint(0, width - region + 1, (b,), generator=g, device=x.device)], dim=1)
         else:

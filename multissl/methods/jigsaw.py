@@ -38,6 +38,7 @@ from multissl.errors import ConfigError
 from multissl.heads import MLPHead
 from multissl.methods.pretext import PretextMethod, classification_outputs
 from multissl.methods.siamese import UNIT_INTERVAL
+from multissl.methods.random_stream import init_random_stream, next_generator
 
 #: smallest tile side in pixels: below it a tile holds hardly any structure to recognise
 MIN_TILE = 3
@@ -220,21 +221,8 @@ class Jigsaw(PretextMethod):
         # derived from the hyperparameters, so not saved with the weights
         self.register_buffer("permutations", maximal_hamming_permutations(hp["num_permutations"], num_tiles),
                              persistent=False)
-        self.register_buffer("rng_seed", torch.randint(0, 2**62, ()))
-        self.register_buffer("rng_step", torch.zeros((), dtype=torch.long))
+        init_random_stream(self)
         self.head = JigsawHead(self.embed_dim, num_tiles, hp["tile_dim"], hp["hidden_dim"], hp["num_permutations"])
-
-    # ---- randomness -------------------------------------------------------------------------
-    def _generator(self, device: torch.device) -> torch.Generator:
-        """The next generator of the method's own random stream (see the class docstring)."""
-        rank = torch.distributed.get_rank() if torch.distributed.is_available() and torch.distributed.is_initialized() else 0
-        index = 0  # eval mode: always the same puzzles
-        if self.training:
-            self.rng_step += 1
-            index = int(self.rng_step)
-        g = torch.Generator(device=device)
-        g.manual_seed((int(self.rng_seed) * 1_000_003 + index * 7919 + rank * 104_729) % (2**63 - 1))
-        return g
 
     # ---- puzzles ----------------------------------------------------------------------------
     def make_puzzles(self, x: torch.Tensor, generator: torch.Generator) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -285,7 +273,7 @@ class Jigsaw(PretextMethod):
 
     def forward(self, views: List[Any], generator: Optional[torch.Generator] = None) -> Dict[str, torch.Tensor]:
         x = self.single_view(views)
-        tiles, labels = self.make_puzzles(x, generator if generator is not None else self._generator(x.device))
+        tiles, labels = self.make_puzzles(x, generator if generator is not None else next_generator(self, x.device))
         b, t = tiles.shape[:2]
         h = self.encode(tiles.flatten(0, 1))
         return classification_outputs(self.head(h.view(b, t, -1)), labels)

@@ -1,0 +1,100 @@
+"""T-Loss method: sub-series sampling (positives inside their anchors, negatives from other
+series, within each series' own length), training signal, reproducibility, errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from multissl.adapters.timeseries import TimeSeriesAdapter
+from multissl.errors import ConfigError
+from multissl.methods import build_method
+from multissl.methods.tloss import windows
+
+torch.set_num_threads(1)
+
+
+def _method(**hp):
+    adapter = TimeSeriesAdapter(preset="none")
+    encoder = adapter.build_encoder("ts2vec", in_channels=1, width=8, depth=2, embed_dim=16)
+    return build_method("tloss", encoder, embed_dim=16, **hp)
+
+
+def test_windows_cut_the_requested_steps() -> None:
+    x = torch.arange(2 * 3 * 10, dtype=torch.float32).view(2, 3, 10)
+    w = windows(x, torch.tensor([1, 0, 1]), torch.tensor([2, 5, 0]), 4)
+    assert w.shape == (3, 3, 4)
+    assert torch.equal(w[0], x[1, :, 2:6]) and torch.equal(w[1], x[0, :, 5:9]) and torch.equal(w[2], x[1, :, 0:4])
+
+
+def test_sampling_respects_lengths_and_containment() -> None:
+    torch.manual_seed(0)
+    method = _method(negatives=4)
+    lengths = torch.tensor([30, 12, 25, 17, 40])
+    mask = torch.arange(40).unsqueeze(0) < lengths.unsqueeze(1)
+    seen_lengths = set()
+    for _ in range(200):
+        d = method.sample(mask, torch.Generator().manual_seed(int(torch.randint(0, 10**9, ()))))
+        s_pos, s_ref = d["s_pos"], d["s_ref"]
+        assert 1 <= s_pos <= s_ref <= int(lengths.min())
+        assert (d["ref_start"] >= 0).all() and (d["ref_start"] + s_ref <= lengths).all()
+        assert (d["pos_start"] >= d["ref_start"]).all() and (d["pos_start"] + s_pos <= d["ref_start"] + s_ref).all()
+        rows = d["neg_rows"]
+        assert rows.shape == (4, 5) and (rows != torch.arange(5)).all()  # never the anchor's own series
+        assert (d["neg_start"] >= 0).all() and (d["neg_start"] + s_pos <= lengths[rows]).all()
+        seen_lengths.add(s_pos)
+    assert len(seen_lengths) > 5  # lengths really vary from step to step
+
+
+def test_trains_and_gradients_flow() -> None:
+    torch.manual_seed(0)
+    method = _method(negatives=3)
+    adapter = TimeSeriesAdapter(preset="none")
+    t = np.linspace(0, 6, 48)
+    x = np.stack([np.sin(t * f) for f in np.linspace(0.5, 3, 12)]).astype(np.float32)
+    prepared = adapter.prepare(x)
+    adapter.fit(prepared)
+    view = adapter.views(prepared, n_views=1)
+    out = method(view)
+    assert set(out) >= {"loss", "std", "positive_length"} and torch.isfinite(out["loss"])
+    out["loss"].backward()
+    grads = [p.grad for p in method.encoder.parameters() if p.requires_grad]
+    assert all(g is not None for g in grads) and sum(g.abs().sum() for g in grads) > 0
+
+
+def test_seeded_stream_reproduces_and_advances() -> None:
+    mask = torch.ones(6, 50, dtype=torch.bool)
+
+    def draws(seed):
+        torch.manual_seed(seed)
+        m = _method()
+        from multissl.methods.random_stream import next_generator
+        return [m.sample(mask, next_generator(m, torch.device("cpu"))) for _ in range(3)]
+
+    a, b, c = draws(1), draws(1), draws(2)
+    key = [(d["s_pos"], d["s_ref"], d["ref_start"].tolist(), d["neg_rows"].tolist()) for d in a]
+    assert key == [(d["s_pos"], d["s_ref"], d["ref_start"].tolist(), d["neg_rows"].tolist()) for d in b]
+    assert key != [(d["s_pos"], d["s_ref"], d["ref_start"].tolist(), d["neg_rows"].tolist()) for d in c]
+    assert len({(k[0], k[1]) for k in key}) > 1 or key[0][2] != key[1][2]  # steps differ
+
+
+def test_bad_input_and_hyperparameters() -> None:
+    method = _method()
+    with pytest.raises(ValueError, match="1 view"):
+        method([{"x": torch.zeros(2, 1, 5), "mask": torch.ones(2, 5, dtype=torch.bool)}] * 2)
+    with pytest.raises(ConfigError, match="no valid step"):
+        method([{"x": torch.zeros(2, 1, 5), "mask": torch.tensor([[True] * 5, [False] * 5])}])
+    with pytest.raises(ConfigError, match="negatives"):
+        _method(negatives=0)
+    with pytest.raises(ConfigError, match="valid: average_negatives, negatives"):
+        _method(temperature=0.1)
+
+
+def test_pretrain_uses_no_augmentation_by_default() -> None:
+    from multissl import pretrain
+
+    x = np.random.default_rng(0).standard_normal((16, 32)).astype(np.float32)
+    model = pretrain(x, adapter="timeseries", method="tloss", epochs=1, batch_size=8, progress=False,
+                     encoder_kwargs={"width": 8, "depth": 2, "embed_dim": 16}, seed=0)
+    assert model.adapter.config["preset"] == "none"
+    assert np.isfinite(model.config["history"][-1]["loss"])
