@@ -19,7 +19,7 @@ stream (:mod:`multissl.methods.random_stream`): a seed reproduces them and a res
 continues them.
 
 Works with any adapter whose views are ``{"x": (B, C, T), "mask": (B, T)}`` series batches
-(time series, signatures) and any encoder that maps such a batch to (B, D).
+(the time-series adapter's) and any encoder that maps such a batch to (B, D).
 
     >>> method = build_method("tloss", encoder, embed_dim=128)    # K = 10 negatives
     >>> out = method([view])                                       # {"loss", "std", "positive_length"}
