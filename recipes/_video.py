@@ -89,12 +89,13 @@ def pretrain_encoder(method_name: str, adapter: Any, prepared: Any, encoder_widt
 
 def motion_few_labels(encoder: Any, adapter: Any, sets: Dict[str, Any], encoder_width: int,
                       labels_per_class: List[int], seeds: int, finetune_steps: int, finetune_lr: float,
-                      batch_size: int = 32) -> Dict[str, Any]:
+                      batch_size: int = 32, probe_steps: int = 0, encoder_lr_ratio: float = 1.0) -> Dict[str, Any]:
     """Few-label motion-direction classification: raw pixels, from scratch, SSL frozen and SSL
     fine-tuned, on the same labelled draws (see :mod:`multissl.evaluation.few_labels`).
 
     ``adapter`` must not flip clips horizontally while fine-tuning (a flip turns "right" into
-    "left"); the caller passes one with ``hflip_prob=0``.
+    "left"); the caller passes one with ``hflip_prob=0``. ``probe_steps`` (head-only steps first:
+    LP-FT) and ``encoder_lr_ratio`` apply to both fine-tuned arms alike.
     """
     from multissl.evaluation import FinetuneConfig
     from multissl.evaluation.few_labels import FewLabelConfig, compare_few_labels, gains
@@ -105,7 +106,8 @@ def motion_few_labels(encoder: Any, adapter: Any, sets: Dict[str, Any], encoder_
     labels = sets["labels"]
     z = embed_prepared(encoder, adapter, prepared).numpy()
     raw = prepared["video"].reshape(len(labels), -1).float().numpy() / 255.0
-    ft = FinetuneConfig(steps=finetune_steps, lr=finetune_lr, batch_size=batch_size)
+    ft = FinetuneConfig(steps=finetune_steps, lr=finetune_lr, batch_size=batch_size, probe_steps=probe_steps,
+                        encoder_lr_ratio=encoder_lr_ratio)
     summary = compare_few_labels(encoder, adapter.embed_dim(encoder), adapter, prepared, labels, sets["pool"],
                                  sets["test"], build_scratch=lambda: adapter.build_encoder("c3d_small",
                                                                                            width=encoder_width),

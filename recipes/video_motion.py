@@ -64,6 +64,9 @@ class VideoMotionArgs:
     finetune_steps: int = 100
     finetune_lr: float = 1e-3
     finetune_batch_size: int = 32
+    finetune_probe_steps: int = 0
+    finetune_encoder_lr_ratio: float = 1.0
+    ssl_model: str = ""
     motion_encoders: str = "ssl"
     seed: int = 0
     progress: bool = True
@@ -72,6 +75,24 @@ class VideoMotionArgs:
 
 QUICK = dict(num_sequences=32, num_test=8, frame_size=16, ssl_epochs=1, batch_size=8, encoder_width=4,
              predictor_steps=3, motion_pool=16, motion_test=8, labels_per_class=2, seeds=2, finetune_steps=3)
+
+
+def load_ssl_model(args: VideoMotionArgs, adapter: Any) -> Any:
+    """The saved SSL model of ``--ssl-model``, checked against this run's settings (ConfigError)."""
+    from multissl.errors import ConfigError
+    from multissl.model import SSLModel
+
+    model = SSLModel.from_pretrained(args.ssl_model)
+    cfg = model.config
+    spec = cfg.get("encoder") or {}
+    found = {"adapter": cfg.get("adapter"), "method": cfg.get("method"), "encoder": spec.get("name"),
+             "width": (spec.get("kwargs") or {}).get("width"), "frame_size": model.adapter.config.get("frame_size")}
+    wanted = {"adapter": "video", "method": args.ssl_method, "encoder": "c3d_small", "width": args.encoder_width,
+              "frame_size": adapter.config.get("frame_size")}
+    wrong = [f"{k} {found[k]!r} (this run: {wanted[k]!r})" for k in wanted if found[k] != wanted[k]]
+    if wrong:
+        raise ConfigError(f"--ssl-model {args.ssl_model} does not match this run: {'; '.join(wrong)}")
+    return model
 
 
 def parse_args(argv: Optional[List[str]] = None) -> VideoMotionArgs:
@@ -99,6 +120,13 @@ def parse_args(argv: Optional[List[str]] = None) -> VideoMotionArgs:
     p.add_argument("--finetune-steps", type=int, default=d.finetune_steps)
     p.add_argument("--finetune-lr", type=float, default=d.finetune_lr)
     p.add_argument("--finetune-batch-size", type=int, default=d.finetune_batch_size)
+    p.add_argument("--finetune-probe-steps", type=int, default=d.finetune_probe_steps,
+                   help="LP-FT: head-only steps before fine-tuning, for the SSL and the scratch network alike")
+    p.add_argument("--finetune-encoder-lr-ratio", type=float, default=d.finetune_encoder_lr_ratio,
+                   help="encoder learning rate = --finetune-lr x this, for both fine-tuned networks")
+    p.add_argument("--ssl-model", default=d.ssl_model,
+                   help="a saved SSL model folder (a previous run's <output>/final) instead of pretraining; "
+                        "it must match --frame-size, --encoder-width and --ssl-method")
     p.add_argument("--motion-encoders", default=d.motion_encoders,
                    help="encoders compared with scratch in (b): ssl (the --ssl-method encoder) and/or predictor "
                         "(the encoder of the SSL-initialised future-frame predictor, itself self-supervised)")
@@ -125,6 +153,10 @@ def parse_args(argv: Optional[List[str]] = None) -> VideoMotionArgs:
     encoders = [e.strip() for e in args.motion_encoders.split(",") if e.strip()]
     if not encoders or set(encoders) - {"ssl", "predictor"}:
         p.error(f"--motion-encoders takes ssl and/or predictor, got {args.motion_encoders!r}")
+    if args.finetune_probe_steps < 0 or not args.finetune_encoder_lr_ratio >= 0:
+        p.error("--finetune-probe-steps and --finetune-encoder-lr-ratio must be >= 0")
+    if args.ssl_model and not (Path(args.ssl_model) / "config.json").is_file():
+        p.error(f"--ssl-model {args.ssl_model}: not a saved model folder (no config.json)")
     if args.motion_pool < 4 * args.labels_per_class:
         p.error(f"--motion-pool {args.motion_pool} is too small for {args.labels_per_class} labels per class")
     return args
@@ -248,6 +280,7 @@ def run_video_motion(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     from multissl.errors import ConfigError
     from multissl.evaluation.few_labels import format_table, write_json_atomic
     from multissl.methods import get_method_class
+    from multissl.model import SSLModel
     from multissl.recipes._video import (classification_adapter, load_digits, motion_few_labels, motion_sets,
                                          pretext_accuracy, pretrain_encoder, split_digits)
 
@@ -275,19 +308,36 @@ def run_video_motion(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     ssl_adapter = VideoAdapter(**{**adapter.config, **ssl_defaults})
     if args.ssl_method == "future_frame":
         ssl_adapter.config["clip_length"] = total
-    method, history, t_ssl = pretrain_encoder(args.ssl_method, ssl_adapter, train, args.encoder_width,
-                                              args.ssl_epochs, args.batch_size, args.seed, args.progress,
-                                              method_kwargs=json.loads(args.ssl_hparams))
+    out = Path(args.output)
+    if args.ssl_model:  # a previous run's encoder: skip the pretraining
+        loaded = load_ssl_model(args, adapter)
+        method, ssl_encoder, t_ssl = None, loaded.encoder, 0.0
+        history = loaded.config.get("history") or []
+        hparams = loaded.config.get("method_hparams") or {}
+    else:
+        method, history, t_ssl = pretrain_encoder(args.ssl_method, ssl_adapter, train, args.encoder_width,
+                                                  args.ssl_epochs, args.batch_size, args.seed, args.progress,
+                                                  method_kwargs=json.loads(args.ssl_hparams))
+        ssl_encoder, hparams = method.encoder, method.hparams()
     if not state.is_main_process:
         state.wait_for_everyone()
         return {}
     pretext = {"method": args.ssl_method, "final_train_loss": history[-1]["loss"] if history else None,
-               "seconds": round(t_ssl, 1), "method_hparams": method.hparams()}
-    if args.ssl_method in ("frame_order", "rotation"):  # classification pretexts: accuracy on test clips
+               "seconds": round(t_ssl, 1), "method_hparams": hparams, "loaded_from": args.ssl_model or None}
+    if method is not None and args.ssl_method in ("frame_order", "rotation"):  # accuracy on test clips
         pretext["heldout_accuracy"] = pretext_accuracy(method, ssl_adapter, test)
         print(f"pretext ({args.ssl_method}) accuracy on {args.num_test} held-out clips: "
               f"{pretext['heldout_accuracy']:.3f}")
-    print(f"SSL ({args.ssl_method}) done in {t_ssl:.0f}s: {history[-1] if history else {}}")
+    if method is not None:
+        # saved before the downstream stages: the hour of pretraining is reusable (--ssl-model)
+        SSLModel(adapter, ssl_encoder, {"adapter": "video", "method": args.ssl_method, "method_hparams": hparams,
+                                        "encoder": {"name": "c3d_small", "kwargs": {"width": args.encoder_width}},
+                                        "embed_dim": adapter.embed_dim(ssl_encoder),
+                                        "history": history}).save_pretrained(out / "final")
+        print(f"SSL ({args.ssl_method}) done in {t_ssl:.0f}s: {history[-1] if history else {}}; "
+              f"model in {out / 'final'}")
+    else:
+        print(f"SSL ({args.ssl_method}) encoder loaded from {args.ssl_model}")
 
     # (a) future-frame prediction, SSL-initialised vs from scratch, same budget
     pred_adapter = VideoAdapter(**{**adapter.config, "clip_length": total, "preset": "none",
@@ -296,7 +346,7 @@ def run_video_motion(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     scratch_encoder = adapter.build_encoder("c3d_small", width=args.encoder_width)
     t1 = time.perf_counter()
     predictors, prediction = {}, {}
-    for name, enc in (("scratch", scratch_encoder), ("ssl", method.encoder)):
+    for name, enc in (("scratch", scratch_encoder), ("ssl", ssl_encoder)):
         m, curve = train_predictor(enc, pred_adapter, train, args)
         predictors[name] = m
         prediction[name] = {**evaluate_predictor(m, pred_adapter, test), "train_curve": curve}
@@ -320,14 +370,15 @@ def run_video_motion(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                           f"{args.labels_per_class} sequences; raise --motion-pool")
     motion_by_encoder = {}
     for name in [e.strip() for e in args.motion_encoders.split(",") if e.strip()]:
-        enc = method.encoder if name == "ssl" else predictors["ssl"].encoder
+        enc = ssl_encoder if name == "ssl" else predictors["ssl"].encoder
         motion_by_encoder[name] = motion_few_labels(enc, cls_adapter, sets, args.encoder_width,
                                                     [args.labels_per_class], args.seeds, args.finetune_steps,
-                                                    args.finetune_lr, args.finetune_batch_size)
+                                                    args.finetune_lr, args.finetune_batch_size,
+                                                    probe_steps=args.finetune_probe_steps,
+                                                    encoder_lr_ratio=args.finetune_encoder_lr_ratio)
     motion = next(iter(motion_by_encoder.values()))
     motion["seconds"] = round(time.perf_counter() - t2, 1)
 
-    out = Path(args.output)
     save_strip(predictors, pred_adapter, test, out / "prediction_strip.png")
     metrics = {"recipe": "video_motion", "args": asdict(args), "pretext": pretext, "pretext_history": history,
                "prediction": prediction, "motion": motion, "motion_by_encoder": motion_by_encoder,
@@ -352,7 +403,8 @@ def run_video_motion(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         p = mo["paired"][k]
         print(f"SSL fine-tuned minus from scratch, same labelled draws: {p['mean']:+.3f} "
               f"(better in {p['wins']}/{len(p['differences'])})")
-    print(f"\nwrote {out / 'metrics.json'}, {out / 'prediction_strip.png'} ({metrics['total_seconds']:.0f}s)")
+    saved = "" if args.ssl_model else f", model in {out / 'final'}"
+    print(f"\nwrote {out / 'metrics.json'}, {out / 'prediction_strip.png'}{saved} ({metrics['total_seconds']:.0f}s)")
     state.wait_for_everyone()
     return metrics
 

@@ -56,6 +56,48 @@ def test_quick_run_writes_metrics_and_strip(tmp_path: Path) -> None:
     assert (out / "prediction_strip.png").stat().st_size > 1000
 
 
+def test_saved_ssl_model_is_reused_without_pretraining(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SSL model is saved to <output>/final; --ssl-model reuses it (same results, no
+    pretraining), LP-FT options reach both fine-tuned arms, and a model that does not fit the run
+    is refused with exit status 2 before anything is written."""
+    from multissl.model import SSLModel
+
+    digits = write_digits(tmp_path / "digits.npy")
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main(["--data", str(digits), "--output", str(first), "--quick", "--no-progress"]) == 0
+    model = SSLModel.from_pretrained(first / "final")
+    assert model.config["method"] == "future_frame" and model.config["adapter"] == "video"
+    assert main(["--data", str(digits), "--output", str(second), "--quick", "--no-progress",
+                 "--ssl-model", str(first / "final")]) == 0
+    a, b = (json.loads((d / "metrics.json").read_text()) for d in (first, second))
+    assert b["pretext"]["loaded_from"] == str(first / "final") and b["pretext"]["seconds"] == 0
+    assert not (second / "final").exists()
+    assert b["prediction"]["ssl"]["mse"] == pytest.approx(a["prediction"]["ssl"]["mse"], rel=1e-6)
+    assert b["motion"]["results"]["ssl_probe"] == a["motion"]["results"]["ssl_probe"]
+    import multissl.evaluation.few_labels as few_labels
+
+    seen = []
+    real = few_labels.finetune
+
+    def spy(*a, config, **kw):
+        seen.append((config.probe_steps, config.encoder_lr_ratio))
+        return real(*a, config=config, **kw)
+
+    monkeypatch.setattr(few_labels, "finetune", spy)
+    lpft = tmp_path / "lpft"
+    assert main(["--data", str(digits), "--output", str(lpft), "--quick", "--no-progress", "--ssl-model",
+                 str(first / "final"), "--finetune-probe-steps", "2", "--finetune-encoder-lr-ratio", "0"]) == 0
+    assert json.loads((lpft / "metrics.json").read_text())["args"]["finetune_probe_steps"] == 2
+    assert seen == [(2, 0.0)] * 4  # both arms (scratch, SSL) x 2 label draws
+    capsys.readouterr()
+    bad = tmp_path / "bad"
+    assert main(["--data", str(digits), "--output", str(bad), "--quick", "--no-progress", "--ssl-model",
+                 str(first / "final"), "--ssl-method", "frame_order"]) == 2
+    assert "does not match this run: method 'future_frame'" in capsys.readouterr().err
+    assert not bad.exists()
+
+
 def test_default_ssl_is_future_frame(tmp_path: Path) -> None:
     args = parse_args(["--data", "x"])
     assert args.ssl_method == "future_frame" and args.motion_encoders == "ssl"
