@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from multissl import distributed as msd
+
 
 def init_random_stream(module: nn.Module) -> None:
     """Register ``rng_seed`` and ``rng_step`` on ``module``."""
@@ -22,13 +24,12 @@ def init_random_stream(module: nn.Module) -> None:
 
 def next_generator(module: nn.Module, device: torch.device) -> torch.Generator:
     """The next generator of ``module``'s stream (advances ``rng_step`` in training mode)."""
-    rank = torch.distributed.get_rank() if torch.distributed.is_available() and torch.distributed.is_initialized() else 0
     index = 0  # eval mode: always the same draws
     if module.training:
         module.rng_step += 1
         index = int(module.rng_step)
     g = torch.Generator(device=device)
-    g.manual_seed((int(module.rng_seed) * 1_000_003 + index * 7919 + rank * 104_729) % (2**63 - 1))
+    g.manual_seed((int(module.rng_seed) * 1_000_003 + index * 7919 + msd.rank() * 104_729) % (2**63 - 1))
     return g
 
 
