@@ -33,6 +33,19 @@ DEFAULT_VOCAB_SIZE = 8000
 DEFAULT_MIN_FREQUENCY = 2
 
 
+def continuation_pieces(tokenizer: Any, texts: Sequence[str], prefix: str = "##") -> List[str]:
+    """Sorted ``prefix + c`` for every character ``c`` that follows another one inside a word of
+    ``texts`` (after ``tokenizer``'s normaliser and pre-tokenizer): the continuation pieces a
+    WordPiece trainer adds to its alphabet."""
+    chars = set()
+    for text in texts:
+        if tokenizer.normalizer is not None:
+            text = tokenizer.normalizer.normalize_str(text)
+        for word, _ in tokenizer.pre_tokenizer.pre_tokenize_str(text):
+            chars.update(word[1:])
+    return [prefix + c for c in sorted(chars)]
+
+
 class TextTokenizer:
     """A ``tokenizers.Tokenizer`` plus the ids of its padding, unknown and mask tokens."""
 
@@ -60,15 +73,21 @@ class TextTokenizer:
             raise ConfigError(f"unknown tokenizer kind {kind!r}; available: {', '.join(KINDS)}")
         if vocab_size < len(SPECIAL_TOKENS) + 1:
             raise ConfigError(f"vocab_size must be > {len(SPECIAL_TOKENS)}, got {vocab_size}")
+        texts = list(texts)
         if kind == "wordpiece":
             tok = Tokenizer(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix="##"))
             tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
                                                         strip_accents=None, lowercase=lowercase)
             tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
             tok.decoder = decoders.WordPiece(prefix="##")
+            # The trainer numbers the continuation pieces ("##e") as it meets them in its word
+            # table, whose order is hashed afresh in every process; merges of equal frequency are
+            # then chosen in that order, so two processes could learn different vocabularies from
+            # the same corpus. Numbering them first, in sorted order, makes the choice the same.
+            continuation = continuation_pieces(tok, texts)
             trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                                special_tokens=list(SPECIAL_TOKENS), continuing_subword_prefix="##",
-                                                show_progress=False)
+                                                special_tokens=list(SPECIAL_TOKENS) + continuation,
+                                                continuing_subword_prefix="##", show_progress=False)
         else:
             tok = Tokenizer(models.BPE())
             steps = [normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else [])
@@ -78,16 +97,19 @@ class TextTokenizer:
             trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
                                           special_tokens=list(SPECIAL_TOKENS), show_progress=False,
                                           initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-        tok.train_from_iterator(list(texts), trainer=trainer)
+        tok.train_from_iterator(texts, trainer=trainer)
         if kind == "wordpiece":
-            # The trainer numbers pieces of equal frequency in hash order, which changes from one
-            # process to the next: renumber them (special tokens first, then in sorted order) so
-            # the same corpus gives the same ids, and a seeded model the same initial embeddings.
-            # WordPiece matches the longest piece in the vocabulary, so ids do not change the splits.
+            # Renumber the pieces (special tokens first, then in sorted order) and keep only the
+            # real special tokens as added tokens (the continuation pieces above are ordinary
+            # pieces). WordPiece matches the longest piece in the vocabulary, so ids do not change
+            # the splits.
             vocab = tok.get_vocab()
             pieces = list(SPECIAL_TOKENS) + sorted(p for p in vocab if p not in SPECIAL_TOKENS)
-            tok.model = models.WordPiece({p: i for i, p in enumerate(pieces)}, unk_token="[UNK]",
-                                         continuing_subword_prefix="##")
+            clean = Tokenizer(models.WordPiece({p: i for i, p in enumerate(pieces)}, unk_token="[UNK]",
+                                               continuing_subword_prefix="##"))
+            clean.normalizer, clean.pre_tokenizer, clean.decoder = tok.normalizer, tok.pre_tokenizer, tok.decoder
+            clean.add_special_tokens(list(SPECIAL_TOKENS))
+            tok = clean
         return cls(tok)
 
     @classmethod

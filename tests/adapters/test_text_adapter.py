@@ -158,6 +158,36 @@ def test_wordpiece_ids_do_not_depend_on_the_trainers_hash_order():
     assert tok.decode(ids) == text.lower() and tok.unk_id not in ids
 
 
+_TIED_CORPUS_SCRIPT = """
+import random, sys
+from multissl.adapters.text_tokenizer import TextTokenizer
+rng = random.Random(0)
+words = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 7))) for _ in range(3000)]
+texts = [" ".join(rng.choice(words) for _ in range(8)) for _ in range(2000)]
+sys.stdout.write(TextTokenizer.train(texts, kind=sys.argv[1], vocab_size=800).to_json())
+"""
+
+
+@pytest.mark.parametrize("kind", ["wordpiece", "bpe"])
+def test_the_same_corpus_gives_the_same_tokenizer_in_every_process(kind):
+    """Random words make many merges of equal frequency at the vocabulary cutoff; the WordPiece
+    trainer used to choose among them in its per-process hash order (4 processes gave 4
+    different vocabularies). Three fresh interpreters must now agree byte for byte."""
+    import subprocess
+    import sys
+
+    outs = {subprocess.run([sys.executable, "-c", _TIED_CORPUS_SCRIPT, kind], capture_output=True, text=True,
+                           check=True).stdout for _ in range(3)}
+    assert len(outs) == 1
+    vocab = json.loads(outs.pop())["model"]["vocab"]
+    assert len(vocab) == 800
+    from multissl.adapters.text_tokenizer import SPECIAL_TOKENS, TextTokenizer
+
+    added = [t["content"] for t in json.loads(TextTokenizer.train(corpus(), kind=kind, vocab_size=300).to_json())
+             ["added_tokens"]]
+    assert added == list(SPECIAL_TOKENS)  # the continuation pieces stay ordinary pieces
+
+
 def test_bpe_tokenizer():
     ad = TextAdapter(tokenizer_kind="bpe", vocab_size=300)
     data = ad.prepare(corpus())
