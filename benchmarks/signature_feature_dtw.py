@@ -1,0 +1,141 @@
+"""DTW on the SSL encoder's per-point features, alone and fused with the classic DTW.
+
+Re-scores a finished ``signature_verification`` run (its ``distances.npz`` and each fold's
+encoder in ``fold<k>/final``) with one more system: the encoder's per-point features
+(``forward_tokens``, before pooling) of two signatures compared by DTW, instead of the Euclidean
+distance between their pooled embeddings. Same pairs, enrolment draws, per-user normalisation,
+EERs and cross-fold fusion weights as the recipe (its own functions). Prints a table and writes
+JSON.
+
+    python recipes/signature_verification.py --data ../shared/data/svc2004_task2 --output runs/sig4 --folds 4
+    python benchmarks/signature_feature_dtw.py --run runs/sig4 --data ../shared/data/svc2004_task2 --folds 4 \\
+        --json benchmarks/results/signature_feature_dtw_4folds.json
+
+``--sampling native`` (default) runs the encoder on the tablet's own sampling, ``--sampling
+resampled`` on the adapter's fixed number of points.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import recipes.signature_verification as sv  # noqa: E402  (the recipe's protocol and scoring)
+
+
+def fold_pairs(corpus: Any, fold: List[int], args: Any) -> tuple:
+    """The (reference, query) pairs the recipe compares for one fold, as file indices."""
+    first, second = [], []
+    fold_genuine = [corpus.index(v, s) for v in fold for s in range(1, args.genuine + 1)]
+    for u in fold:
+        queries = fold_genuine + [int(i) for i in np.nonzero(corpus.user == u)[0] if corpus.number[i] > args.genuine]
+        for s in range(1, args.enrol_from + 1):
+            first += [corpus.index(u, s)] * len(queries)
+            second += queries
+    return first, second
+
+
+def feature_dtw(run: Path, corpus: Any, folds: List[List[int]], args: Any, sampling: str) -> tuple:
+    """(N, N) DTW distances between per-point SSL features (NaN where the protocol needs none)
+    the seconds the DTWs took and the number of DTWs."""
+    from multissl.adapters.signature import SignatureAdapter
+    from multissl.evaluation.dtw import dtw_pairs
+    from multissl.model import SSLModel
+
+    n = len(corpus.files)
+    dist, seconds, count = np.full((n, n), np.nan), 0.0, 0
+    for k, fold in enumerate(folds):
+        model = SSLModel.from_pretrained(str(run / f"fold{k}" / "final"))
+        adapter = model.adapter
+        if sampling == "native":
+            adapter = SignatureAdapter(**{**adapter.config, "resample": None})
+        eval_idx = np.nonzero(np.isin(corpus.user, fold))[0]
+        with torch.no_grad():
+            batch = adapter.eval_transform(adapter.prepare([corpus.files[i] for i in eval_idx]))
+            h = model.encoder.eval().forward_tokens(batch)
+        first, second = fold_pairs(corpus, fold, args)
+        local = {int(g): i for i, g in enumerate(eval_idx)}
+        t0 = time.perf_counter()
+        d = dtw_pairs(h, batch["mask"].sum(1), torch.as_tensor([local[i] for i in first]),
+                      torch.as_tensor([local[i] for i in second])).numpy()
+        seconds += time.perf_counter() - t0
+        count += len(first)
+        dist[first, second] = d
+        dist[second, first] = d
+        print(f"fold {k}: {len(first)} pairs, {h.shape[1]} points x {h.shape[2]} features, "
+              f"{time.perf_counter() - t0:.0f} s", flush=True)
+    return dist, seconds, count
+
+
+def score(dist: Dict[str, np.ndarray], corpus: Any, folds: List[List[int]], args: Any, reduction: str) -> Dict[str, Any]:
+    """Per-user skilled/random EER (%) of each system, and of each pair fused with the
+    cross-fold weight (the recipe's ``cross_fold_weights``: chosen on the other folds' users)."""
+    trials = []
+    for t in range(args.trials):
+        rng = np.random.default_rng([args.seed, t])  # the recipe's enrolment draws
+        per: Dict[str, Dict[int, Any]] = {s: {} for s in dist}
+        for fold in folds:
+            part = sv.scores_for_trial(dist, corpus, fold, rng, args, reduction)
+            for s in per:
+                per[s].update(part[s])
+        trials.append(per)
+    out: Dict[str, Any] = {}
+    for a, b in (("feature_dtw", "dtw"), ("ssl", "dtw")):
+        pair = [{"ssl": t[a], "dtw": t[b]} for t in trials]  # the recipe's fuse() names its inputs so
+        weights = sv.cross_fold_weights(pair, folds)
+        for t in pair:
+            t["fused_cv"] = sv.fuse(t, {u: w for fold, w in zip(folds, weights) for u in fold})
+        s = sv.summarise(pair)
+        out[a] = {k: s["ssl"][k]["per_user_eer"] for k in sv.KINDS}
+        out["dtw"] = {k: s["dtw"][k]["per_user_eer"] for k in sv.KINDS}
+        out[f"{a}+dtw"] = {**{k: s["fused_cv"][k]["per_user_eer"] for k in sv.KINDS}, "weights": weights}
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--run", required=True, help="output folder of a finished signature_verification run")
+    p.add_argument("--data", required=True, help="the run's SVC2004 folder")
+    p.add_argument("--folds", type=int, required=True, help="the run's --folds")
+    p.add_argument("--sampling", choices=["native", "resampled"], default="native")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--json", default=None)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    run = Path(a.run)
+    args = sv.Args(data=a.data, folds=a.folds)
+    corpus = sv.load_corpus(args.data, args.genuine, args.enrol_from)
+    folds = sv.user_folds(sorted(set(corpus.user.tolist())), args.folds)
+    saved = np.load(run / "distances.npz")
+    dist = {"ssl": saved["ssl"].astype(np.float64), "dtw": saved["dtw"].astype(np.float64)}
+    dist["feature_dtw"], seconds, pairs = feature_dtw(run, corpus, folds, args, a.sampling)
+    results = {r: score(dist, corpus, folds, args, r) for r in ("min", "mean")}
+    labels = {"ssl": "SSL embedding (pooled)", "feature_dtw": f"DTW on SSL per-point features ({a.sampling})",
+              "dtw": "DTW (x, y, dx, dy, p)", "ssl+dtw": "SSL embedding + DTW, cross-fold w",
+              "feature_dtw+dtw": "feature DTW + DTW, cross-fold w"}
+    print(f"\nper-user EER %, {a.folds} folds, {args.trials} trials      skilled (min / mean)   random (min)")
+    for key, label in labels.items():
+        m, e = results["min"][key], results["mean"][key]
+        w = f"   w = {m['weights']}" if "weights" in m else ""
+        print(f"  {label:<46}{m['skilled']:>6.2f} / {e['skilled']:<6.2f}{m['random']:>12.2f}{w}")
+    print(f"feature DTW: {1000 * seconds / pairs:.3f} ms per comparison ({pairs} pairs, {a.threads} thread(s))")
+    if a.json:
+        Path(a.json).write_text(json.dumps({"run": str(run), "folds": a.folds, "sampling": a.sampling,
+                                            "pairs": pairs, "feature_dtw_seconds": seconds,
+                                            "ms_per_comparison": 1000 * seconds / pairs, "threads": a.threads,
+                                            "per_user_eer_percent": results}, indent=1))
+        print(f"wrote {a.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
