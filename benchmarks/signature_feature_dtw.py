@@ -32,18 +32,6 @@ sys.path.insert(0, str(ROOT))
 import recipes.signature_verification as sv  # noqa: E402  (the recipe's protocol and scoring)
 
 
-def fold_pairs(corpus: Any, fold: List[int], args: Any) -> tuple:
-    """The (reference, query) pairs the recipe compares for one fold, as file indices."""
-    first, second = [], []
-    fold_genuine = [corpus.index(v, s) for v in fold for s in range(1, args.genuine + 1)]
-    for u in fold:
-        queries = fold_genuine + [int(i) for i in np.nonzero(corpus.user == u)[0] if corpus.number[i] > args.genuine]
-        for s in range(1, args.enrol_from + 1):
-            first += [corpus.index(u, s)] * len(queries)
-            second += queries
-    return first, second
-
-
 def feature_dtw(run: Path, corpus: Any, folds: List[List[int]], args: Any, sampling: str) -> tuple:
     """(N, N) DTW distances between per-point SSL features (NaN where the protocol needs none)
     the seconds the DTWs took and the number of DTWs."""
@@ -62,7 +50,7 @@ def feature_dtw(run: Path, corpus: Any, folds: List[List[int]], args: Any, sampl
         with torch.no_grad():
             batch = adapter.eval_transform(adapter.prepare([corpus.files[i] for i in eval_idx]))
             h = model.encoder.eval().forward_tokens(batch)
-        first, second = fold_pairs(corpus, fold, args)
+        first, second = sv.fold_pairs(corpus, fold, args)
         local = {int(g): i for i, g in enumerate(eval_idx)}
         t0 = time.perf_counter()
         d = dtw_pairs(h, batch["mask"].sum(1), torch.as_tensor([local[i] for i in first]),

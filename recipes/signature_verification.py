@@ -42,7 +42,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -169,6 +169,21 @@ def user_folds(users: Sequence[int], folds: int) -> List[List[int]]:
         raise DataError(f"{len(users)} users cannot make {folds} folds of at least 2 users "
                         "(random forgeries come from the other users of a fold)")
     return [list(map(int, part)) for part in np.array_split(np.asarray(sorted(users)), folds)]
+
+
+def fold_pairs(corpus: Corpus, fold: List[int], args: Args) -> Tuple[List[int], List[int]]:
+    """The comparisons the protocol needs in one fold, as (reference, query) file indices: each
+    user's possible references (S1..S<enrol_from>) against every genuine signature of the fold
+    and the user's own forgeries."""
+    first: List[int] = []
+    second: List[int] = []
+    fold_genuine = [corpus.index(v, s) for v in fold for s in range(1, args.genuine + 1)]
+    for u in fold:
+        queries = fold_genuine + [int(i) for i in np.nonzero(corpus.user == u)[0] if corpus.number[i] > args.genuine]
+        for s in range(1, args.enrol_from + 1):
+            first += [corpus.index(u, s)] * len(queries)
+            second += queries
+    return first, second
 
 
 # ---------------------------------------------------------------------------------- scoring
@@ -397,15 +412,7 @@ def run(args: Args) -> Dict[str, Any]:
         timing["ssl_embed_seconds"] += time.perf_counter() - te
         timing["ssl_signatures"] += len(eval_idx)
 
-        # the comparisons the protocol needs: each user's possible references (S1..S<enrol_from>)
-        # against every genuine signature of the fold and the user's own forgeries
-        first, second = [], []
-        fold_genuine = [corpus.index(v, s) for v in fold for s in range(1, args.genuine + 1)]
-        for u in fold:
-            queries = fold_genuine + [int(i) for i in np.nonzero(corpus.user == u)[0] if corpus.number[i] > args.genuine]
-            for s in range(1, args.enrol_from + 1):
-                first += [corpus.index(u, s)] * len(queries)
-                second += queries
+        first, second = fold_pairs(corpus, fold, args)
         first_t, second_t = torch.as_tensor(first), torch.as_tensor(second)
         local = {int(g): i for i, g in enumerate(eval_idx)}
         zf, zs = torch.as_tensor([local[i] for i in first]), torch.as_tensor([local[i] for i in second])
