@@ -66,8 +66,10 @@ def motion_sets(digits: np.ndarray, num_pool: int, num_test: int, frames: int, s
 
 def pretrain_encoder(method_name: str, adapter: Any, prepared: Any, encoder_width: int, epochs: int,
                      batch_size: int, seed: int, progress: bool, lr: Optional[float] = None,
-                     method_kwargs: Optional[Dict[str, Any]] = None) -> Tuple[Any, List[Dict[str, Any]], float]:
-    """Build ``c3d_small`` and train it with ``method_name`` on ``prepared`` (no labels).
+                     method_kwargs: Optional[Dict[str, Any]] = None,
+                     init: Optional[Any] = None) -> Tuple[Any, List[Dict[str, Any]], float]:
+    """Build ``c3d_small`` and train it with ``method_name`` on ``prepared`` (no labels);
+    ``init``: an encoder of the same shape whose weights it starts from (a warm restart).
 
     Returns ``(method, history, seconds)``; the method keeps its head (pretext accuracy).
     """
@@ -81,6 +83,8 @@ def pretrain_encoder(method_name: str, adapter: Any, prepared: Any, encoder_widt
     t0 = time.perf_counter()
     torch.manual_seed(seed)
     encoder = adapter.build_encoder("c3d_small", width=encoder_width)
+    if init is not None:
+        encoder.load_state_dict(init.state_dict())
     method = build_method(method_name, encoder, adapter.embed_dim(encoder), **(method_kwargs or {}))
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=progress, trackers=None)
     history = Trainer(method, adapter, config).fit(prepared)

@@ -67,6 +67,7 @@ class VideoMotionArgs:
     finetune_probe_steps: int = 0
     finetune_encoder_lr_ratio: float = 1.0
     ssl_model: str = ""
+    ssl_init: str = ""
     motion_encoders: str = "ssl"
     seed: int = 0
     progress: bool = True
@@ -77,12 +78,13 @@ QUICK = dict(num_sequences=32, num_test=8, frame_size=16, ssl_epochs=1, batch_si
              predictor_steps=3, motion_pool=16, motion_test=8, labels_per_class=2, seeds=2, finetune_steps=3)
 
 
-def load_ssl_model(args: VideoMotionArgs, adapter: Any) -> Any:
-    """The saved SSL model of ``--ssl-model``, checked against this run's settings (ConfigError)."""
+def load_ssl_model(path: str, args: VideoMotionArgs, adapter: Any, option: str = "--ssl-model") -> Any:
+    """The saved SSL model at ``path`` (``--ssl-model`` or ``--ssl-init``), checked against this
+    run's settings (ConfigError)."""
     from multissl.errors import ConfigError
     from multissl.model import SSLModel
 
-    model = SSLModel.from_pretrained(args.ssl_model)
+    model = SSLModel.from_pretrained(path)
     cfg = model.config
     spec = cfg.get("encoder") or {}
     found = {"adapter": cfg.get("adapter"), "method": cfg.get("method"), "encoder": spec.get("name"),
@@ -91,7 +93,7 @@ def load_ssl_model(args: VideoMotionArgs, adapter: Any) -> Any:
               "frame_size": adapter.config.get("frame_size")}
     wrong = [f"{k} {found[k]!r} (this run: {wanted[k]!r})" for k in wanted if found[k] != wanted[k]]
     if wrong:
-        raise ConfigError(f"--ssl-model {args.ssl_model} does not match this run: {'; '.join(wrong)}")
+        raise ConfigError(f"{option} {path} does not match this run: {'; '.join(wrong)}")
     return model
 
 
@@ -127,6 +129,9 @@ def parse_args(argv: Optional[List[str]] = None) -> VideoMotionArgs:
     p.add_argument("--ssl-model", default=d.ssl_model,
                    help="a saved SSL model folder (a previous run's <output>/final) instead of pretraining; "
                         "it must match --frame-size, --encoder-width and --ssl-method")
+    p.add_argument("--ssl-init", default=d.ssl_init,
+                   help="a saved SSL model folder whose encoder starts the pretraining: --ssl-epochs more "
+                        "epochs with a new optimiser, schedule and method head (a warm restart)")
     p.add_argument("--motion-encoders", default=d.motion_encoders,
                    help="encoders compared with scratch in (b): ssl (the --ssl-method encoder) and/or predictor "
                         "(the encoder of the SSL-initialised future-frame predictor, itself self-supervised)")
@@ -155,8 +160,11 @@ def parse_args(argv: Optional[List[str]] = None) -> VideoMotionArgs:
         p.error(f"--motion-encoders takes ssl and/or predictor, got {args.motion_encoders!r}")
     if args.finetune_probe_steps < 0 or not args.finetune_encoder_lr_ratio >= 0:
         p.error("--finetune-probe-steps and --finetune-encoder-lr-ratio must be >= 0")
-    if args.ssl_model and not (Path(args.ssl_model) / "config.json").is_file():
-        p.error(f"--ssl-model {args.ssl_model}: not a saved model folder (no config.json)")
+    for option, path in (("--ssl-model", args.ssl_model), ("--ssl-init", args.ssl_init)):
+        if path and not (Path(path) / "config.json").is_file():
+            p.error(f"{option} {path}: not a saved model folder (no config.json)")
+    if args.ssl_model and args.ssl_init:
+        p.error("--ssl-model (no pretraining) and --ssl-init (more pretraining) exclude each other")
     if args.motion_pool < 4 * args.labels_per_class:
         p.error(f"--motion-pool {args.motion_pool} is too small for {args.labels_per_class} labels per class")
     return args
@@ -309,21 +317,25 @@ def run_video_motion(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     if args.ssl_method == "future_frame":
         ssl_adapter.config["clip_length"] = total
     out = Path(args.output)
+    init = load_ssl_model(args.ssl_init, args, adapter, "--ssl-init") if args.ssl_init else None
     if args.ssl_model:  # a previous run's encoder: skip the pretraining
-        loaded = load_ssl_model(args, adapter)
+        loaded = load_ssl_model(args.ssl_model, args, adapter)
         method, ssl_encoder, t_ssl = None, loaded.encoder, 0.0
         history = loaded.config.get("history") or []
         hparams = loaded.config.get("method_hparams") or {}
     else:
         method, history, t_ssl = pretrain_encoder(args.ssl_method, ssl_adapter, train, args.encoder_width,
                                                   args.ssl_epochs, args.batch_size, args.seed, args.progress,
-                                                  method_kwargs=json.loads(args.ssl_hparams))
+                                                  method_kwargs=json.loads(args.ssl_hparams),
+                                                  init=init.encoder if init is not None else None)
         ssl_encoder, hparams = method.encoder, method.hparams()
     if not state.is_main_process:
         state.wait_for_everyone()
         return {}
     pretext = {"method": args.ssl_method, "final_train_loss": history[-1]["loss"] if history else None,
-               "seconds": round(t_ssl, 1), "method_hparams": hparams, "loaded_from": args.ssl_model or None}
+               "seconds": round(t_ssl, 1), "method_hparams": hparams, "loaded_from": args.ssl_model or None,
+               "initialised_from": args.ssl_init or None,
+               "initial_history": (init.config.get("history") or []) if init is not None else None}
     if method is not None and args.ssl_method in ("frame_order", "rotation"):  # accuracy on test clips
         pretext["heldout_accuracy"] = pretext_accuracy(method, ssl_adapter, test)
         print(f"pretext ({args.ssl_method}) accuracy on {args.num_test} held-out clips: "
@@ -333,7 +345,8 @@ def run_video_motion(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         SSLModel(adapter, ssl_encoder, {"adapter": "video", "method": args.ssl_method, "method_hparams": hparams,
                                         "encoder": {"name": "c3d_small", "kwargs": {"width": args.encoder_width}},
                                         "embed_dim": adapter.embed_dim(ssl_encoder),
-                                        "history": history}).save_pretrained(out / "final")
+                                        "history": history, "initialised_from": args.ssl_init or None}
+                 ).save_pretrained(out / "final")
         print(f"SSL ({args.ssl_method}) done in {t_ssl:.0f}s: {history[-1] if history else {}}; "
               f"model in {out / 'final'}")
     else:

@@ -98,6 +98,41 @@ def test_saved_ssl_model_is_reused_without_pretraining(tmp_path: Path, capsys: p
     assert not bad.exists()
 
 
+def test_ssl_init_continues_pretraining_from_a_saved_encoder(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """--ssl-init starts the pretraining from a saved model's encoder weights (then trains it:
+    the saved result differs), records where it started, and excludes --ssl-model."""
+    import torch
+
+    import multissl.methods as methods
+    from multissl.model import SSLModel
+
+    digits = write_digits(tmp_path / "digits.npy")
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main(["--data", str(digits), "--output", str(first), "--quick", "--no-progress"]) == 0
+    start = SSLModel.from_pretrained(first / "final").encoder.state_dict()
+    seen = []  # the encoder's weights when the SSL method is built, i.e. before any training
+    real = methods.build_method
+
+    def spy(name, encoder, *a, **kw):
+        seen.append({k: v.clone() for k, v in encoder.state_dict().items()})
+        return real(name, encoder, *a, **kw)
+
+    monkeypatch.setattr(methods, "build_method", spy)
+    assert main(["--data", str(digits), "--output", str(second), "--quick", "--no-progress",
+                 "--ssl-init", str(first / "final")]) == 0
+    assert seen and all(torch.equal(seen[0][k], start[k]) for k in start)  # the first build: the pretraining
+    m = json.loads((second / "metrics.json").read_text())
+    assert m["pretext"]["initialised_from"] == str(first / "final") and m["pretext"]["seconds"] > 0
+    assert m["pretext"]["initial_history"] == SSLModel.from_pretrained(first / "final").config["history"]
+    after = SSLModel.from_pretrained(second / "final")
+    assert after.config["initialised_from"] == str(first / "final")
+    assert any(not torch.equal(after.encoder.state_dict()[k], start[k]) for k in start)
+    with pytest.raises(SystemExit) as e:
+        parse_args(["--data", str(digits), "--ssl-model", str(first / "final"), "--ssl-init", str(first / "final")])
+    assert e.value.code == 2
+
+
 def test_default_ssl_is_future_frame(tmp_path: Path) -> None:
     args = parse_args(["--data", "x"])
     assert args.ssl_method == "future_frame" and args.motion_encoders == "ssl"
