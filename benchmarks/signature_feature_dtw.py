@@ -26,10 +26,7 @@ from typing import Any, Dict, List
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import recipes.signature_verification as sv  # noqa: E402  (the recipe's protocol and scoring)
+from multissl.recipes import signature_verification as sv  # the recipe's protocol and scoring
 
 
 def feature_dtw(run: Path, corpus: Any, folds: List[List[int]], args: Any, sampling: str) -> tuple:
