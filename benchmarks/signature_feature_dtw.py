@@ -64,15 +64,7 @@ def feature_dtw(run: Path, corpus: Any, folds: List[List[int]], args: Any, sampl
 def score(dist: Dict[str, np.ndarray], corpus: Any, folds: List[List[int]], args: Any, reduction: str) -> Dict[str, Any]:
     """Per-user skilled/random EER (%) of each system, and of each pair fused with the
     cross-fold weight (the recipe's ``cross_fold_weights``: chosen on the other folds' users)."""
-    trials = []
-    for t in range(args.trials):
-        rng = np.random.default_rng([args.seed, t])  # the recipe's enrolment draws
-        per: Dict[str, Dict[int, Any]] = {s: {} for s in dist}
-        for fold in folds:
-            part = sv.scores_for_trial(dist, corpus, fold, rng, args, reduction)
-            for s in per:
-                per[s].update(part[s])
-        trials.append(per)
+    trials = sv.score_trials(dist, corpus, folds, args, reduction)  # the recipe's enrolment draws
     out: Dict[str, Any] = {}
     for a, b in (("feature_dtw", "dtw"), ("ssl", "dtw")):
         pair = [{"ssl": t[a], "dtw": t[b]} for t in trials]  # the recipe's fuse() names its inputs so

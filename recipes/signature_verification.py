@@ -206,6 +206,22 @@ def scores_for_trial(dist: Dict[str, np.ndarray], corpus: Corpus, fold_users: Li
     return out
 
 
+def score_trials(dist: Dict[str, np.ndarray], corpus: Corpus, folds: List[List[int]], args: Args,
+                 reduction: str) -> List[Dict[str, Dict[int, Dict[str, np.ndarray]]]]:
+    """For each of ``args.trials`` enrolment draws (the same draws for every system of ``dist``):
+    every system's normalised scores for every user of every fold."""
+    trials = []
+    for t in range(args.trials):
+        rng = np.random.default_rng([args.seed, t])
+        per_system: Dict[str, Dict[int, Dict[str, np.ndarray]]] = {s: {} for s in dist}
+        for fold in folds:
+            part = scores_for_trial(dist, corpus, fold, rng, args, reduction)
+            for s in per_system:
+                per_system[s].update(part[s])
+        trials.append(per_system)
+    return trials
+
+
 def fuse(scores: Dict[str, Dict[int, Dict[str, np.ndarray]]], weight: Dict[int, float]) -> Dict[int, Dict[str, np.ndarray]]:
     """``weight[u] * ssl + (1 - weight[u]) * dtw`` of every user's normalised scores."""
     return {u: {k: weight[u] * scores["ssl"][u][k] + (1 - weight[u]) * scores["dtw"][u][k] for k in scores["ssl"][u]}
@@ -436,16 +452,9 @@ def run(args: Args) -> Dict[str, Any]:
     results: Dict[str, Any] = {}
     det_trials: Dict[str, List[Any]] = {}
     for reduction in args.reductions:
-        trials = []
-        for t in range(args.trials):
-            rng = np.random.default_rng([args.seed, t])  # the same enrolment draws for every system
-            per_system: Dict[str, Dict[int, Dict[str, np.ndarray]]] = {s: {} for s in ("ssl", "dtw")}
-            for fold in folds:
-                part = scores_for_trial(dist, corpus, fold, rng, args, reduction)
-                for s in per_system:
-                    per_system[s].update(part[s])
+        trials = score_trials(dist, corpus, folds, args, reduction)
+        for per_system in trials:
             per_system["fused"] = fuse(per_system, {u: args.fusion_weight for u in users})
-            trials.append(per_system)
         weights = cross_fold_weights(trials, folds)
         for per_system in trials:
             per_system["fused_cv"] = fuse(per_system, {u: w for fold, w in zip(folds, weights) for u in fold})
