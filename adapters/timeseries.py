@@ -284,7 +284,8 @@ class TimeSeriesAdapter(Adapter):
         ``in_channels`` defaults to the channels of the prepared data. Options: ``width``,
         ``depth``, ``embed_dim``, ``kernel_size``, ``pooling``, ``dropout`` (ts2vec); ``dim``,
         ``depth``, ``heads``, ``max_tokens``, ``dropout``, ``pool`` (patchtst, the masked methods'
-        default; its patch length is the adapter's ``patch_len``).
+        default; its patch length is the adapter's ``patch_len``); ``channels``, ``depth``,
+        ``reduced_size``, ``embed_dim``, ``kernel_size`` (causal_cnn, T-Loss's encoder).
         """
         if "in_channels" not in kwargs:
             if self.num_channels is None:

@@ -20,6 +20,8 @@ optionally with ``"hidden"`` (B, T) bool, the steps hidden by timestamp masking.
   embedded (:class:`PatchStem`), then the shared :class:`multissl.transformer.TokenEncoder`.
   This is the encoder of the masked methods (``mae``, ``data2vec``); a patch whose first step is
   padding is a padding token.
+- ``causal_cnn``: T-Loss's encoder (Franceschi et al. 2019): causal dilated convolutions, max
+  pooling, then a linear layer (:mod:`multissl.adapters.timeseries_causal_cnn`).
 """
 from __future__ import annotations
 
@@ -201,9 +203,17 @@ def build_patchtst(in_channels: int, patch_len: int = 16, dim: int = 64, depth: 
                         max_tokens=max_tokens, dropout=dropout, pool=pool)
 
 
+def build_causal_cnn(in_channels: int, **kwargs: Any) -> nn.Module:
+    """T-Loss's encoder (:class:`multissl.adapters.timeseries_causal_cnn.CausalCNNEncoder`)."""
+    from multissl.adapters.timeseries_causal_cnn import CausalCNNEncoder
+
+    return CausalCNNEncoder(in_channels, **kwargs)
+
+
 TIMESERIES_ENCODERS: Dict[str, Callable[..., nn.Module]] = {
     "ts2vec": TS2VecEncoder,
     "patchtst": build_patchtst,
+    "causal_cnn": build_causal_cnn,
 }
 
 

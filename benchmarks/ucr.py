@@ -7,7 +7,9 @@ Protocol (the project's issue #4; :mod:`multissl.evaluation.timeseries_protocol`
 - the encoder is pretrained on the train split **without labels** through ``multissl.pretrain``
   (the time-series adapter's default encoder, TS2Vec's dilated CNN, max-pooled; width 64, depth 8,
   128-d by default -- the paper's depth 10 and 320-d with ``--depth 10 --embed-dim 320``; the method given by ``--method``, default ``ts2vec``; a budget of
-  ``--iters`` optimiser steps at batch 8, TS2Vec's 200 for small data);
+  ``--iters`` optimiser steps at batch 8, TS2Vec's 200 for small data); ``--encoder causal_cnn``
+  uses T-Loss's own encoder at the paper's sizes instead (e.g. with ``--method tloss
+  --batch-size 10 --iters 1500``, the paper's budget);
 - every train and test series -> one vector; RBF SVM with C by 5-fold cross-validation over
   10^-4 .. 10^4 and a hard margin (hard margin directly on tiny train sets), plus a linear probe;
 - references, with the same SVM: the same encoder **untrained** (the initial weights of the same
@@ -47,6 +49,8 @@ TLOSS_K10 = {"GunPoint": 0.980, "ItalyPowerDemand": 0.954, "BasicMotions": 1.0}
 #: TS2Vec's encoder size is width 64, depth 10, 320-d (Yue et al. 2022, sec. 4); the defaults here
 #: are smaller (--depth, --embed-dim) to fit 3 datasets x 3 seeds into minutes on a 2-core CPU
 ENCODER = {"width": 64, "depth": 10, "embed_dim": 320}
+#: --encoder causal_cnn: T-Loss's own encoder at the paper's sizes (Franceschi et al. 2019, appendix)
+CAUSAL_CNN = {"channels": 40, "depth": 10, "reduced_size": 160, "embed_dim": 320}
 
 
 def load(name: str):
@@ -77,14 +81,14 @@ def run_dataset(name: str, args: argparse.Namespace) -> Dict[str, Any]:
     for seed in args.seeds:
         t0 = time.perf_counter()
         model = pretrain(xtr, adapter="timeseries", method=args.method, epochs=epochs, batch_size=args.batch_size,
-                         seed=seed, encoder="ts2vec", encoder_kwargs=dict(ENCODER), progress=False,
+                         seed=seed, encoder=args.encoder, encoder_kwargs=dict(ENCODER), progress=False,
                          mixed_precision="no", adapter_config={"preset": args.preset} if args.preset else None)
         t_pre = time.perf_counter() - t0
         ad = model.adapter
         ptr, pte = ad.prepare(xtr), ad.prepare(xte)
         ztr, zte = embed_prepared(model.encoder, ad, ptr).numpy(), embed_prepared(model.encoder, ad, pte).numpy()
         torch.manual_seed(seed)  # pretrain() seeds the initial weights the same way
-        untrained = ad.build_encoder("ts2vec", **ENCODER).eval()
+        untrained = ad.build_encoder(args.encoder, **ENCODER).eval()
         utr, ute = embed_prepared(untrained, ad, ptr).numpy(), embed_prepared(untrained, ad, pte).numpy()
         rtr = ad.eval_transform(ptr)["x"].reshape(len(xtr), -1).numpy()
         rte = ad.eval_transform(pte)["x"].reshape(len(xte), -1).numpy()
@@ -106,7 +110,7 @@ def run_dataset(name: str, args: argparse.Namespace) -> Dict[str, Any]:
                                  encoder_lr_ratio=args.finetune_encoder_lr_ratio)
             sub = {k: v[torch.as_tensor(lab)] for k, v in ptr.items()}
             torch.manual_seed(seed)
-            scratch = ad.build_encoder("ts2vec", **ENCODER)
+            scratch = ad.build_encoder(args.encoder, **ENCODER)
             for row, enc in (("scratch_finetune", scratch), ("ssl_finetune", model.encoder)):
                 run[f"few_{row}"] = finetune(enc, ad, sub, ytr[lab], pte, yte, embed_dim=model.embed_dim,
                                              config=cfg)["accuracy"]
@@ -137,10 +141,15 @@ def main(argv: List[str] | None = None) -> int:
                         "(the head keeps 1e-3; the image recipes use 0.1)")
     p.add_argument("--finetune-probe-steps", type=int, default=0,
                    help="LP-FT: train the head alone on frozen features first (both encoders alike)")
-    p.add_argument("--depth", type=int, default=8, help="encoder blocks (TS2Vec: 10)")
-    p.add_argument("--embed-dim", type=int, default=128, help="per-step and pooled width (TS2Vec: 320)")
+    p.add_argument("--encoder", default="ts2vec", choices=("ts2vec", "causal_cnn"),
+                   help="ts2vec: TS2Vec's dilated CNN (default); causal_cnn: T-Loss's causal CNN + linear layer "
+                        "at the paper's sizes")
+    p.add_argument("--depth", type=int, help="encoder blocks (default 8 for ts2vec, TS2Vec's paper: 10; "
+                                             "causal_cnn: 10)")
+    p.add_argument("--embed-dim", type=int, help="representation width (default 128 for ts2vec, TS2Vec's paper: "
+                                                 "320; causal_cnn: 320)")
     p.add_argument("--pooling", default="max", choices=("max", "mean", "maxmean"),
-                   help="per-step features -> one vector (TS2Vec: max)")
+                   help="ts2vec only: per-step features -> one vector (TS2Vec: max)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: fastest on a shared 2-core CPU)")
     p.add_argument("--quick", action="store_true", help="1 seed, 20 steps")
     p.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "ucr.json"))
@@ -153,7 +162,12 @@ def main(argv: List[str] | None = None) -> int:
         print("benchmarks/ucr.py needs aeon: pip install -e '.[benchmarks]'", file=sys.stderr)
         return 2
     set_threads(args.threads)
-    ENCODER.update(depth=args.depth, embed_dim=args.embed_dim, pooling=args.pooling)
+    if args.encoder == "causal_cnn":
+        ENCODER.clear()
+        ENCODER.update(CAUSAL_CNN)
+    else:
+        ENCODER.update(depth=8, embed_dim=128, pooling=args.pooling)
+    ENCODER.update({k: v for k, v in (("depth", args.depth), ("embed_dim", args.embed_dim)) if v is not None})
     t0 = time.perf_counter()
     results = {name: run_dataset(name, args) for name in args.datasets}
     rows = []
@@ -165,6 +179,7 @@ def main(argv: List[str] | None = None) -> int:
                      f"{s['ssl_linear']['mean']:.3f}", f"{s['untrained_linear']['mean']:.3f}"])
     print()
     views = f"{args.method}:{args.preset}" if args.preset else args.method
+    views += "" if args.encoder == "ts2vec" else f" ({args.encoder})"
     table = print_table(rows, ["dataset", f"multissl {views} SVM", "untrained SVM", "raw SVM",
                                "T-Loss K=10", "multissl linear", "untrained linear"])
     for n, r in results.items():
