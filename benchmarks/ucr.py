@@ -29,6 +29,7 @@ Prints the table and writes ``benchmarks/results/ucr.json``.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 import sys
@@ -82,7 +83,8 @@ def run_dataset(name: str, args: argparse.Namespace) -> Dict[str, Any]:
         t0 = time.perf_counter()
         model = pretrain(xtr, adapter="timeseries", method=args.method, epochs=epochs, batch_size=args.batch_size,
                          seed=seed, encoder=args.encoder, encoder_kwargs=dict(ENCODER), progress=False,
-                         mixed_precision="no", adapter_config={"preset": args.preset} if args.preset else None)
+                         mixed_precision="no", adapter_config={"preset": args.preset} if args.preset else None,
+                         method_kwargs=json.loads(args.method_hparams))
         t_pre = time.perf_counter() - t0
         ad = model.adapter
         ptr, pte = ad.prepare(xtr), ad.prepare(xte)
@@ -129,6 +131,8 @@ def main(argv: List[str] | None = None) -> int:
     p.add_argument("--datasets", nargs="+", default=list(DATASETS))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--method", default="ts2vec")
+    p.add_argument("--method-hparams", default="{}",
+                   help='the method\'s hyperparameters as JSON, e.g. \'{"negative_pool": 40}\' for tloss')
     p.add_argument("--preset", help="the time-series adapter's augmentation preset for the views (default: the "
                                     "method's own: 'ts2vec' for ts2vec, 'default' for the others)")
     p.add_argument("--iters", type=int, default=200, help="optimiser steps of pretraining (TS2Vec: 200)")
@@ -179,6 +183,7 @@ def main(argv: List[str] | None = None) -> int:
                      f"{s['ssl_linear']['mean']:.3f}", f"{s['untrained_linear']['mean']:.3f}"])
     print()
     views = f"{args.method}:{args.preset}" if args.preset else args.method
+    views += "" if args.method_hparams.strip() in ("", "{}") else f" {args.method_hparams}"
     views += "" if args.encoder == "ts2vec" else f" ({args.encoder})"
     table = print_table(rows, ["dataset", f"multissl {views} SVM", "untrained SVM", "raw SVM",
                                "T-Loss K=10", "multissl linear", "untrained linear"])

@@ -33,8 +33,9 @@ def _coerce(method: str, key: str, value: Any, default: Any) -> Any:
     elif isinstance(default, int):
         # numbers.Integral also admits numpy integers (e.g. values read from an array)
         if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-            if value < 1:
-                raise ConfigError(f"method {method!r}: hyperparameter {key!r} must be >= 1, got {value}")
+            least = 0 if default == 0 else 1  # a count whose default is 0 means "off" at 0
+            if value < least:
+                raise ConfigError(f"method {method!r}: hyperparameter {key!r} must be >= {least}, got {value}")
             return int(value)
         expected = "an integer"
     else:
@@ -59,7 +60,7 @@ class SiameseMethod(SSLMethod):
     """Base of the two-view methods: ``forward(views)`` encodes ``views[0]`` and ``views[1]``."""
 
     #: hyperparameter name -> default value (bool, int or float; fixes the accepted type;
-    #: ints must be >= 1, floats >= 0)
+    #: ints must be >= 1 -- >= 0 where the default is 0 --, floats >= 0)
     hparam_defaults: ClassVar[Dict[str, Any]] = {}
     #: hyperparameter name -> (description, predicate) for checks beyond the type
     hparam_rules: ClassVar[Dict[str, Rule]] = {}

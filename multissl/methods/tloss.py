@@ -8,7 +8,10 @@ Each step draws, as the paper does, one positive length ``s_pos`` uniformly in `
 one anchor length ``s_ref`` in ``s_pos .. L`` for the whole batch (``L``: the shortest series of
 the batch), then per series a random anchor window of ``s_ref`` steps, a positive window of
 ``s_pos`` steps inside it, and ``negatives`` windows of ``s_pos`` steps from other series of the
-batch (the paper draws them from the whole training set; the batch is a random sample of it).
+batch -- or, with ``negative_pool`` > 0, from the batch and the last ``negative_pool`` series
+of earlier batches (a first-in first-out pool of raw series, like MoCo's queue but of inputs).
+With a pool at least as large as the training set every negative is a draw from the whole
+training set, as in the paper.
 Every window is encoded on its own, so the representation has to summarise a series from any
 stretch of it -- which is what a max-pooled convolutional encoder is asked to do downstream.
 
@@ -26,9 +29,10 @@ Works with any adapter whose views are ``{"x": (B, C, T), "mask": (B, T)}`` seri
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from multissl.errors import ConfigError
@@ -54,23 +58,32 @@ class TLoss(SiameseMethod):
     """Triplet loss on sub-series with time-based negative sampling (Franceschi et al. 2019).
 
     ``negatives`` (K, default 10: the figures the paper's tables quote), ``average_negatives``
-    (True: the negatives' term divided by K, as the authors' code).
+    (True: the negatives' term divided by K, as the authors' code), ``negative_pool`` (0: negatives
+    from the other series of the batch; N > 0: from the batch and the last N series of earlier
+    batches, uniformly, as the paper draws them from the whole training set).
     """
 
     name = "tloss"
     n_views = 1
     # the paper's optimiser: Adam, lr 1e-3, no weight decay
     defaults = {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.0}
-    hparam_defaults = {"negatives": 10, "average_negatives": True}
+    hparam_defaults = {"negatives": 10, "average_negatives": True, "negative_pool": 0}
     adapter_defaults = {"timeseries": {"preset": "none"}}
 
     def __init__(self, encoder: nn.Module, embed_dim: int, **hparams: Any) -> None:
         super().__init__(encoder, embed_dim, **hparams)
         init_random_stream(self)
+        # the pool of earlier series: (N, C, T) zero-padded, and their lengths; not saved in
+        # checkpoints (a resumed run refills it within negative_pool / batch steps)
+        self._pool_x: Optional[torch.Tensor] = None
+        self._pool_len: Optional[torch.Tensor] = None
 
-    def sample(self, mask: torch.Tensor, g: torch.Generator) -> Dict[str, Any]:
+    def sample(self, mask: torch.Tensor, g: torch.Generator,
+               pool_lengths: Optional[torch.Tensor] = None) -> Dict[str, Any]:
         """The step's draws for series of lengths ``mask.sum(1)``: lengths, window starts, and
-        the series each negative comes from."""
+        the series each negative comes from. With ``pool_lengths`` (lengths of the pool's series,
+        which follow the batch's rows), negatives are drawn uniformly from the batch and the
+        pool among the series at least ``s_pos`` long; their rows index that union."""
         b = mask.shape[0]
         length = mask.sum(1).long()
         shortest = int(length.min())
@@ -83,7 +96,12 @@ class TLoss(SiameseMethod):
         pos_start = ref_start + uniform_int(torch.zeros_like(length), torch.full_like(length, s_ref - s_pos), g)
         k = self._hparams["negatives"]
         rows = torch.arange(b, device=mask.device).expand(k, b)
-        if b > 1:  # another series of the batch, uniformly
+        if pool_lengths is not None:  # any long enough series of the batch or the pool, uniformly
+            length = torch.cat([length, pool_lengths.to(length.device)])
+            eligible = (length >= s_pos).float()
+            picks = torch.multinomial(eligible.to(g.device), k * b, replacement=True, generator=g)
+            neg_rows = picks.to(mask.device).view(k, b)
+        elif b > 1:  # another series of the batch, uniformly
             shift = uniform_int(torch.ones_like(rows), torch.full_like(rows, b - 1), g)
             neg_rows = (rows + shift) % b
         else:
@@ -96,7 +114,13 @@ class TLoss(SiameseMethod):
         if not isinstance(views, (list, tuple)) or len(views) != 1 or not isinstance(views[0], dict):
             raise ValueError("method 'tloss' needs a list of 1 view, a series batch {'x': (B, C, T), 'mask': (B, T)}")
         x, mask = views[0]["x"], views[0]["mask"].bool()
-        d = self.sample(mask, next_generator(self, x.device))
+        pool = int(self._hparams["negative_pool"])
+        source = x
+        if pool and self._pool_x is not None and self._pool_x.shape[1] == x.shape[1]:
+            source = _stack_padded(x, self._pool_x.to(x.dtype))
+            d = self.sample(mask, next_generator(self, x.device), pool_lengths=self._pool_len)
+        else:
+            d = self.sample(mask, next_generator(self, x.device))
         b, k = x.shape[0], self._hparams["negatives"]
         all_rows = torch.arange(b, device=x.device)
 
@@ -106,9 +130,28 @@ class TLoss(SiameseMethod):
 
         ref = encode(windows(x, all_rows, d["ref_start"], d["s_ref"]))
         pos = encode(windows(x, all_rows, d["pos_start"], d["s_pos"]))
-        neg = encode(windows(x, d["neg_rows"].reshape(-1), d["neg_start"].reshape(-1), d["s_pos"])).view(k, b, -1)
+        neg = encode(windows(source, d["neg_rows"].reshape(-1), d["neg_start"].reshape(-1), d["s_pos"])).view(k, b, -1)
         loss = subseries_triplet_loss(ref, pos, neg, average_negatives=self._hparams["average_negatives"])
+        if pool and self.training:
+            self._remember(x, mask, pool)
         return {"loss": loss, "std": embedding_std(ref), "positive_length": torch.tensor(float(d["s_pos"]))}
+
+    @torch.no_grad()
+    def _remember(self, x: torch.Tensor, mask: torch.Tensor, pool: int) -> None:
+        """Put the batch's series at the end of the pool, keeping the newest ``pool``."""
+        x, length = x.detach(), mask.sum(1).long()
+        if self._pool_x is not None and self._pool_x.shape[1] == x.shape[1]:
+            x = _stack_padded(self._pool_x.to(x.dtype), x)
+            length = torch.cat([self._pool_len.to(length.device), length])
+        first = max(0, length.shape[0] - pool)
+        self._pool_len = length[first:]
+        self._pool_x = x[first:, :, :int(self._pool_len.max())]
+
+
+def _stack_padded(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(Na, C, Ta) and (Nb, C, Tb) -> (Na + Nb, C, max(Ta, Tb)), zero-padded at the end."""
+    t = max(a.shape[2], b.shape[2])
+    return torch.cat([F.pad(a, (0, t - a.shape[2])), F.pad(b, (0, t - b.shape[2]))])
 
 
 __all__ = ["TLoss", "windows"]

@@ -135,12 +135,16 @@ def test_every_preset_gives_finite_views_zero_at_padding(preset):
         assert (v["mask"].sum(1) >= 2).all()
 
 
-def test_encoder_padding_never_leaks_into_embeddings():
+@pytest.mark.parametrize("name,kwargs", [
+    ("ts2vec", {"width": 16, "depth": 4, "embed_dim": 32}),
+    ("causal_cnn", {"channels": 8, "depth": 3, "reduced_size": 12, "embed_dim": 6}),  # T-Loss's
+])
+def test_encoder_padding_never_leaks_into_embeddings(name, kwargs):
     ad = TimeSeriesAdapter()
     series = [np.random.randn(2, t) for t in (12, 40, 25)]
     data = ad.prepare(series)
     ad.fit(data)
-    enc = ad.build_encoder(width=16, depth=4, embed_dim=32).eval()
+    enc = ad.build_encoder(name, **kwargs).eval()
     batch = ad.eval_transform(data)
     together = enc(batch)
     for i in range(3):

@@ -1,4 +1,5 @@
-"""T-Loss's causal CNN encoder: causality, padding, the skipped taps, sizes, training and saving."""
+"""T-Loss's causal CNN encoder: causality, the skipped taps, sizes, training and saving (padding:
+test_timeseries.py, with the other encoders)."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,8 +7,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from multissl.adapters import take
-from multissl.adapters.timeseries import TimeSeriesAdapter
 from multissl.adapters.timeseries_causal_cnn import CausalCNNEncoder, CausalConv1d
 from multissl.errors import ConfigError
 
@@ -41,21 +40,6 @@ def test_outputs_depend_only_on_the_past():
     after = enc.forward_tokens({"x": x2, "mask": mask})
     assert torch.allclose(before[:, :17], after[:, :17], atol=1e-6)
     assert not torch.allclose(before[:, 17:], after[:, 17:], atol=1e-3)
-
-
-def test_padding_never_leaks_into_embeddings():
-    ad = TimeSeriesAdapter()
-    data = ad.prepare([np.random.default_rng(i).standard_normal((2, t)) for i, t in enumerate((12, 40, 25))])
-    ad.fit(data)
-    torch.manual_seed(0)
-    enc = ad.build_encoder("causal_cnn", channels=8, depth=3, reduced_size=12, embed_dim=6).eval()
-    batch = ad.eval_transform(data)
-    together = enc(batch)
-    for i in range(3):
-        alone = enc(ad.eval_transform(take(data, torch.tensor([i]))))
-        assert torch.allclose(together[i], alone[0], atol=1e-5)
-    noisy = {"x": batch["x"] + (~batch["mask"]).unsqueeze(1) * 1e3, "mask": batch["mask"]}
-    assert torch.allclose(enc(noisy), together, atol=1e-5)
 
 
 def test_the_papers_sizes_and_the_linear_layer_after_pooling():

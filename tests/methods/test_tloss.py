@@ -86,8 +86,10 @@ def test_bad_input_and_hyperparameters() -> None:
         method([{"x": torch.zeros(2, 1, 5), "mask": torch.tensor([[True] * 5, [False] * 5])}])
     with pytest.raises(ConfigError, match="negatives"):
         _method(negatives=0)
-    with pytest.raises(ConfigError, match="valid: average_negatives, negatives"):
+    with pytest.raises(ConfigError, match="valid: average_negatives, negative_pool, negatives"):
         _method(temperature=0.1)
+    with pytest.raises(ConfigError, match="'negative_pool' must be >= 0"):
+        _method(negative_pool=-1)
 
 
 def test_pretrain_uses_no_augmentation_by_default() -> None:
@@ -98,3 +100,59 @@ def test_pretrain_uses_no_augmentation_by_default() -> None:
                      encoder_kwargs={"width": 8, "depth": 2, "embed_dim": 16}, seed=0)
     assert model.adapter.config["preset"] == "none"
     assert np.isfinite(model.config["history"][-1]["loss"])
+
+
+def test_negative_pool_keeps_the_newest_series_and_draws_negatives_from_it() -> None:
+    torch.manual_seed(0)
+    method = _method(negatives=6, negative_pool=5)
+    method.train()
+    # three batches of 2 series, each series constant at its own id, lengths 20 and 12
+    batches = []
+    for step in range(3):
+        ids = torch.tensor([2 * step + 1.0, 2 * step + 2.0])
+        x = ids.view(2, 1, 1).expand(2, 1, 20).clone()
+        mask = torch.ones(2, 20, dtype=torch.bool)
+        mask[1, 12:] = False
+        x[1, :, 12:] = 0
+        batches.append({"x": x, "mask": mask})
+    method([batches[0]])
+    assert method._pool_len.tolist() == [20, 12]
+    method([batches[1]])
+    method([batches[2]])
+    # the newest 5 of the 6 series seen, oldest first, padding trimmed to the longest
+    assert method._pool_x[:, 0, 0].tolist() == [2.0, 3.0, 4.0, 5.0, 6.0]
+    assert method._pool_len.tolist() == [12, 20, 12, 20, 12]
+    # negatives come from the batch and the pool, only from series long enough
+    lengths = torch.tensor([20, 12] + method._pool_len.tolist())
+    mask = batches[0]["mask"]
+    seen = set()
+    for i in range(200):
+        d = method.sample(mask, torch.Generator().manual_seed(i), pool_lengths=method._pool_len)
+        rows = d["neg_rows"]
+        assert (rows >= 0).all() and (rows < 7).all()
+        assert (lengths[rows] >= d["s_pos"]).all()
+        assert (d["neg_start"] + d["s_pos"] <= lengths[rows]).all()
+        seen.update(rows.flatten().tolist())
+    assert seen == set(range(7))  # the pool's series really are drawn
+    # eval mode leaves the pool alone; the loss is finite and differentiable through the pool's windows
+    method.eval()
+    method([batches[0]])
+    assert method._pool_x[:, 0, 0].tolist() == [2.0, 3.0, 4.0, 5.0, 6.0]
+    method.train()
+    out = method([batches[0]])
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"])
+
+
+def test_negative_pool_off_is_the_batch_only_sampling() -> None:
+    torch.manual_seed(0)
+    a = _method(negatives=3)
+    torch.manual_seed(0)
+    b = _method(negatives=3, negative_pool=0)
+    view = {"x": torch.randn(4, 1, 30), "mask": torch.ones(4, 30, dtype=torch.bool)}
+    losses = []
+    for method in (a, b):
+        torch.manual_seed(1)  # the same dropout draws
+        losses.append(method([view])["loss"])
+    assert torch.equal(losses[0], losses[1])
+    assert b._pool_x is None
