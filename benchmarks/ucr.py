@@ -47,11 +47,21 @@ from _common import REPO, log, machine_info, print_table, set_threads, write_jso
 DATASETS = ("GunPoint", "ItalyPowerDemand", "BasicMotions")
 #: Franceschi et al. 2019, Table 2 / Table 3 (K = 10), SVM accuracy on the official test splits
 TLOSS_K10 = {"GunPoint": 0.980, "ItalyPowerDemand": 0.954, "BasicMotions": 1.0}
-#: TS2Vec's encoder size is width 64, depth 10, 320-d (Yue et al. 2022, sec. 4); the defaults here
-#: are smaller (--depth, --embed-dim) to fit 3 datasets x 3 seeds into minutes on a 2-core CPU
-ENCODER = {"width": 64, "depth": 10, "embed_dim": 320}
-#: --encoder causal_cnn: T-Loss's own encoder at the paper's sizes (Franceschi et al. 2019, appendix)
-CAUSAL_CNN = {"channels": 40, "depth": 10, "reduced_size": 160, "embed_dim": 320}
+#: the encoders' sizes by --encoder. TS2Vec's own is width 64, depth 10, 320-d (Yue et al. 2022,
+#: sec. 4); the default here is smaller (--depth, --embed-dim) to fit 3 datasets x 3 seeds into
+#: minutes on a 2-core CPU. causal_cnn: T-Loss's encoder at the paper's sizes (Franceschi et al.
+#: 2019, appendix).
+ENCODER_SIZES = {"ts2vec": {"width": 64, "depth": 8, "embed_dim": 128},
+                 "causal_cnn": {"channels": 40, "depth": 10, "reduced_size": 160, "embed_dim": 320}}
+
+
+def encoder_kwargs(args: argparse.Namespace) -> Dict[str, Any]:
+    """The encoder's constructor options: its sizes, then --depth / --embed-dim / --pooling."""
+    kwargs = dict(ENCODER_SIZES[args.encoder])
+    if args.encoder == "ts2vec":
+        kwargs["pooling"] = args.pooling
+    kwargs.update({k: v for k, v in (("depth", args.depth), ("embed_dim", args.embed_dim)) if v is not None})
+    return kwargs
 
 
 def load(name: str):
@@ -82,7 +92,7 @@ def run_dataset(name: str, args: argparse.Namespace) -> Dict[str, Any]:
     for seed in args.seeds:
         t0 = time.perf_counter()
         model = pretrain(xtr, adapter="timeseries", method=args.method, epochs=epochs, batch_size=args.batch_size,
-                         seed=seed, encoder=args.encoder, encoder_kwargs=dict(ENCODER), progress=False,
+                         seed=seed, encoder=args.encoder, encoder_kwargs=encoder_kwargs(args), progress=False,
                          mixed_precision="no", adapter_config={"preset": args.preset} if args.preset else None,
                          method_kwargs=json.loads(args.method_hparams))
         t_pre = time.perf_counter() - t0
@@ -90,7 +100,7 @@ def run_dataset(name: str, args: argparse.Namespace) -> Dict[str, Any]:
         ptr, pte = ad.prepare(xtr), ad.prepare(xte)
         ztr, zte = embed_prepared(model.encoder, ad, ptr).numpy(), embed_prepared(model.encoder, ad, pte).numpy()
         torch.manual_seed(seed)  # pretrain() seeds the initial weights the same way
-        untrained = ad.build_encoder(args.encoder, **ENCODER).eval()
+        untrained = ad.build_encoder(args.encoder, **encoder_kwargs(args)).eval()
         utr, ute = embed_prepared(untrained, ad, ptr).numpy(), embed_prepared(untrained, ad, pte).numpy()
         rtr = ad.eval_transform(ptr)["x"].reshape(len(xtr), -1).numpy()
         rte = ad.eval_transform(pte)["x"].reshape(len(xte), -1).numpy()
@@ -112,7 +122,7 @@ def run_dataset(name: str, args: argparse.Namespace) -> Dict[str, Any]:
                                  encoder_lr_ratio=args.finetune_encoder_lr_ratio)
             sub = {k: v[torch.as_tensor(lab)] for k, v in ptr.items()}
             torch.manual_seed(seed)
-            scratch = ad.build_encoder(args.encoder, **ENCODER)
+            scratch = ad.build_encoder(args.encoder, **encoder_kwargs(args))
             for row, enc in (("scratch_finetune", scratch), ("ssl_finetune", model.encoder)):
                 run[f"few_{row}"] = finetune(enc, ad, sub, ytr[lab], pte, yte, embed_dim=model.embed_dim,
                                              config=cfg)["accuracy"]
@@ -166,12 +176,6 @@ def main(argv: List[str] | None = None) -> int:
         print("benchmarks/ucr.py needs aeon: pip install -e '.[benchmarks]'", file=sys.stderr)
         return 2
     set_threads(args.threads)
-    if args.encoder == "causal_cnn":
-        ENCODER.clear()
-        ENCODER.update(CAUSAL_CNN)
-    else:
-        ENCODER.update(depth=8, embed_dim=128, pooling=args.pooling)
-    ENCODER.update({k: v for k, v in (("depth", args.depth), ("embed_dim", args.embed_dim)) if v is not None})
     t0 = time.perf_counter()
     results = {name: run_dataset(name, args) for name in args.datasets}
     rows = []
@@ -197,7 +201,7 @@ def main(argv: List[str] | None = None) -> int:
               f"{s['few_scratch_finetune']['mean']:.3f} ± {s['few_scratch_finetune']['std']:.3f}; pretrained "
               f"better on {wins} of {len(r['runs'])} label draws")
     payload = {"benchmark": "ucr", "command": "python benchmarks/ucr.py " + " ".join(argv or sys.argv[1:]),
-               "config": vars(args), "encoder": ENCODER, "machine": machine_info("cpu"),
+               "config": vars(args), "encoder": encoder_kwargs(args), "machine": machine_info("cpu"),
                "total_seconds": round(time.perf_counter() - t0, 1), "results": results, "table": table}
     write_json(args.output, payload)
     print(f"\nwrote {args.output} ({payload['total_seconds']:.0f} s)")
