@@ -227,7 +227,7 @@ def evaluate_predictor(method: Any, adapter: Any, test: Any, batch_size: int = 6
     with torch.no_grad():
         for s in range(0, n, batch_size):
             x = adapter.eval_transform(take(test, torch.arange(s, min(n, s + batch_size))))
-            context, future = method.split(x)
+            context, future, _ = method.split(x)
             pred = method.predict(context)
             b = len(x)
             t = mse_by_time(pred, future)
@@ -253,7 +253,7 @@ def save_strip(predictors: Dict[str, Any], adapter: Any, test: Any, path: Path, 
 
     x = adapter.eval_transform(take(test, torch.arange(min(rows, len(test["video"])))))
     any_method = next(iter(predictors.values()))
-    context, future = any_method.split(x)
+    context, future, _ = any_method.split(x)
     lines = [("context", any_method.to_pixels(context)), ("true future", future)]
     with torch.no_grad():
         for name, m in predictors.items():

@@ -16,6 +16,13 @@ initialised at zero: training starts from the copy-last-frame baseline, and what
 move need not pass through the bottleneck. Predictions are clamped to pixels in [0, 1]; the targets are the view's future frames turned
 back into pixels with the adapter's mean and std (:meth:`bind_adapter`, called by the Trainer).
 Only the encoder is kept by ``pretrain``; the decoder lives in checkpoints.
+
+``past_frames`` > 0 makes the task bidirectional: the clip is ``past`` + ``context`` +
+``future`` frames, and a second decoder of the same design predicts the ``past_frames`` frames
+*before* the context from the same feature map, starting from the *first* context frame (nearest
+frame first). An encoder trained only on the future needs to represent how a clip *ends*; asked
+for the past as well, it must also represent how the clip *began* (e.g. the initial direction of
+motion). The loss is the per-frame MSE over all predicted frames, past and future alike.
 """
 from __future__ import annotations
 
@@ -85,7 +92,7 @@ on the same batch.
     """
 
     name = "future_frame"
-    hparam_defaults = {"context_frames": 10, "future_frames": 10, "decoder_width": 64}
+    hparam_defaults = {"context_frames": 10, "future_frames": 10, "decoder_width": 64, "past_frames": 0}
     hparam_rules = {"decoder_width": ("an even integer >= 2", lambda v: v >= 2 and v % 2 == 0)}
     adapter_defaults = {"video": {"preset": "light"}}
 
@@ -98,6 +105,9 @@ on the same batch.
         self.register_buffer("input_mean", torch.zeros(self.channels))
         self.register_buffer("input_std", torch.ones(self.channels))
         self.decoder = FrameDecoder(self._feature_dim(), self.channels, hp["future_frames"], hp["decoder_width"])
+        # only when asked for, so that future-only checkpoints keep their keys
+        self.past_decoder = (FrameDecoder(self._feature_dim(), self.channels, hp["past_frames"], hp["decoder_width"])
+                             if hp["past_frames"] else None)
 
     # ---- normalisation ------------------------------------------------------------------------
     def bind_adapter(self, adapter: Any) -> None:
@@ -154,25 +164,46 @@ on the same batch.
         pred = self.decoder(self.feature_map(context), context[:, :, -1], last_pixels)
         return pred.clamp(0.0, 1.0) if clamp else pred
 
-    def split(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Clips (B, C, T, H, W) -> (normalised context (B, C, k, H, W), future pixels (B, k', C, H, W))."""
-        k, f = self._hparams["context_frames"], self._hparams["future_frames"]
+    def predict_past(self, context: torch.Tensor, clamp: bool = True) -> torch.Tensor:
+        """Normalised context clips (B, C, k, H, W) -> the ``past_frames`` frames before them
+        (B, past, C, H, W), nearest first (index 0 is the frame just before the context)."""
+        if self.past_decoder is None:
+            raise ConfigError("future_frame: predict_past needs past_frames > 0")
+        if context.ndim != 5 or context.shape[1] != self.channels:
+            raise ValueError(f"future_frame needs clips (B, {self.channels}, T, H, W), got {tuple(context.shape)}")
+        first_pixels = self.to_pixels(context[:, :, :1])[:, 0]
+        pred = self.past_decoder(self.feature_map(context), context[:, :, 0], first_pixels)
+        return pred.clamp(0.0, 1.0) if clamp else pred
+
+    def split(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Clips (B, C, T, H, W) -> (normalised context (B, C, k, H, W), future pixels (B, f, C, H, W),
+        past pixels (B, p, C, H, W), nearest first; p = ``past_frames``, empty when 0)."""
+        p, k, f = (self._hparams[n] for n in ("past_frames", "context_frames", "future_frames"))
         if x.ndim != 5:
             raise ValueError(f"future_frame needs clips (B, C, T, H, W), got shape {tuple(x.shape)}")
-        if x.shape[2] < k + f:
-            raise ConfigError(f"future_frame: clips of {x.shape[2]} frames are too short for {k} context + {f} "
-                              f"future frames; set the video adapter's clip_length to at least {k + f} (videos "
-                              "need that many frames) or lower context_frames / future_frames")
-        return x[:, :, :k], self.to_pixels(x[:, :, k:k + f])
+        if x.shape[2] < p + k + f:
+            past = f"{p} past + " if p else ""
+            raise ConfigError(f"future_frame: clips of {x.shape[2]} frames are too short for {past}{k} context + "
+                              f"{f} future frames; set the video adapter's clip_length to at least {p + k + f} "
+                              "(videos need that many frames) or lower past_frames / context_frames / future_frames")
+        past = self.to_pixels(x[:, :, :p].flip(2))
+        return x[:, :, p:p + k], self.to_pixels(x[:, :, p + k:p + k + f]), past
 
     def forward(self, views: List[Any]) -> Dict[str, torch.Tensor]:
-        context, future = self.split(self.single_view(views))
+        context, future, past = self.split(self.single_view(views))
         raw = self.predict(context, clamp=False)
         loss = per_frame_mse(raw, future)
+        out: Dict[str, torch.Tensor] = {}
+        if self.past_decoder is not None:
+            raw_past = self.predict_past(context, clamp=False)
+            loss_past = per_frame_mse(raw_past, past)
+            f, p = future.shape[1], past.shape[1]
+            loss = (f * loss + p * loss_past) / (f + p)  # the mean over every predicted frame
+            out["past_mse"] = per_frame_mse(raw_past.detach().clamp(0.0, 1.0), past)
         with torch.no_grad():
             mse = per_frame_mse(raw.clamp(0.0, 1.0), future)
             copy_last = per_frame_mse(self.to_pixels(context[:, :, -1:]).expand_as(future), future)
-        return {"loss": loss, "mse": mse, "copy_last_mse": copy_last}
+        return {"loss": loss, "mse": mse, "copy_last_mse": copy_last, **out}
 
 
 __all__ = ["FutureFrame", "FrameDecoder"]

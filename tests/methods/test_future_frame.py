@@ -28,7 +28,7 @@ def test_split_takes_context_and_turns_future_into_pixels() -> None:
     m.set_normalization([0.5], [0.25])
     pixels = torch.rand(2, 1, 6, 8, 8)              # (B, C, T, H, W) in [0, 1]
     x = (pixels - 0.5) / 0.25                        # what the adapter feeds
-    context, future = m.split(x)
+    context, future, _ = m.split(x)
     assert torch.equal(context, x[:, :, :2])          # the 6th frame is ignored
     assert future.shape == (2, 3, 1, 8, 8)
     assert torch.allclose(future, pixels[:, :, 2:5].permute(0, 2, 1, 3, 4), atol=1e-6)
@@ -39,7 +39,7 @@ def test_loss_is_the_per_frame_mse_of_the_prediction() -> None:
     x = torch.rand(3, 1, 5, 16, 16)
     with torch.no_grad():
         out = m([x])
-        context, future = m.split(x)
+        context, future, _ = m.split(x)
         pred = m.predict(context)
     assert pred.shape == (3, 2, 1, 16, 16) and 0 <= float(pred.min()) and float(pred.max()) <= 1
     assert float(out["mse"]) == pytest.approx(float(per_frame_mse(pred, future)), rel=1e-6)
@@ -49,6 +49,51 @@ def test_loss_is_the_per_frame_mse_of_the_prediction() -> None:
     last = x[:, :, 2].clamp(0, 1)
     by_hand = sum(((last - x[:, :, t].clamp(0, 1)) ** 2).flatten(1).sum(1).mean() for t in (3, 4)) / 2
     assert float(out["copy_last_mse"]) == pytest.approx(float(by_hand), rel=1e-5)
+
+
+def test_past_frames_split_nearest_first_and_loss_is_the_mean_over_all_predicted_frames() -> None:
+    m = make(past_frames=2, context_frames=3, future_frames=4).eval()
+    x = torch.rand(3, 1, 10, 16, 16)                 # frames 0-1 past, 2-4 context, 5-8 future, 9 ignored
+    context, future, past = m.split(x)
+    assert torch.equal(context, x[:, :, 2:5])
+    assert torch.allclose(future, x[:, :, 5:9].clamp(0, 1).permute(0, 2, 1, 3, 4))
+    # nearest first: past[:, 0] is frame 1 (just before the context), past[:, 1] is frame 0
+    assert torch.allclose(past[:, 0, 0], x[:, 0, 1].clamp(0, 1)) and torch.allclose(past[:, 1, 0], x[:, 0, 0].clamp(0, 1))
+    with torch.no_grad():
+        out = m([x])
+        raw_f, raw_p = m.predict(context, clamp=False), m.predict_past(context, clamp=False)
+    by_hand = (4 * per_frame_mse(raw_f, future) + 2 * per_frame_mse(raw_p, past)) / 6
+    assert float(out["loss"]) == pytest.approx(float(by_hand), rel=1e-6)
+    assert float(out["past_mse"]) == pytest.approx(float(per_frame_mse(raw_p.clamp(0, 1), past)), rel=1e-6)
+    assert float(out["mse"]) == pytest.approx(float(per_frame_mse(raw_f.clamp(0, 1), future)), rel=1e-6)
+    # an untrained past decoder copies the first context frame backwards
+    first = x[:, :, 2].clamp(0, 1)
+    copy_first = sum(((first - x[:, :, t].clamp(0, 1)) ** 2).flatten(1).sum(1).mean() for t in (1, 0)) / 2
+    assert float(out["past_mse"]) == pytest.approx(float(copy_first), rel=1e-5)
+
+
+def test_past_frames_trains_both_decoders_and_defaults_to_future_only() -> None:
+    m = make(past_frames=3, context_frames=3, future_frames=2)
+    x = torch.zeros(4, 1, 8, 16, 16)                 # a square moving right: the past is to the left
+    for t in range(8):
+        x[:, :, t, 4:8, t + 2:t + 6] = 1.0
+    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
+    first = None
+    for step in range(30):
+        out = m([x])
+        opt.zero_grad()
+        out["loss"].backward()
+        if step == 1:
+            assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in m.past_decoder.last.parameters())
+        opt.step()
+        first = float(out["past_mse"]) if first is None else first
+    assert float(out["past_mse"]) < 0.5 * first
+    plain = make()
+    assert plain.past_decoder is None and not any(k.startswith("past_decoder") for k in plain.state_dict())
+    with pytest.raises(ConfigError, match="predict_past needs past_frames > 0"):
+        plain.predict_past(torch.zeros(1, 1, 10, 16, 16))
+    with pytest.raises(ConfigError, match="too short for 5 past \\+ 10 context \\+ 10 future frames"):
+        make(past_frames=5)([torch.zeros(2, 1, 20, 16, 16)])
 
 
 def test_an_untrained_predictor_is_the_copy_last_frame_baseline() -> None:
