@@ -155,25 +155,30 @@ on the same batch.
                 return z
         return self.encode(context)[:, :, None, None]
 
+    def _check(self, context: torch.Tensor) -> None:
+        if context.ndim != 5 or context.shape[1] != self.channels:
+            raise ValueError(f"future_frame needs clips (B, {self.channels}, T, H, W), got {tuple(context.shape)}")
+
+    def _decode(self, decoder: FrameDecoder, z: torch.Tensor, context: torch.Tensor, frame: int,
+                clamp: bool) -> torch.Tensor:
+        """``decoder`` on the feature map ``z``, from the context's frame ``frame`` (-1: the last)."""
+        start = context[:, :, frame]  # (B, C, H, W), as the encoder saw it
+        pred = decoder(z, start, self.to_pixels(start.unsqueeze(2))[:, 0])
+        return pred.clamp(0.0, 1.0) if clamp else pred
+
     def predict(self, context: torch.Tensor, clamp: bool = True) -> torch.Tensor:
         """Normalised context clips (B, C, k, H, W) -> predicted frames (B, future, C, H, W),
         clamped to [0, 1] unless ``clamp=False`` (the training loss uses the raw values)."""
-        if context.ndim != 5 or context.shape[1] != self.channels:
-            raise ValueError(f"future_frame needs clips (B, {self.channels}, T, H, W), got {tuple(context.shape)}")
-        last_pixels = self.to_pixels(context[:, :, -1:])[:, 0]
-        pred = self.decoder(self.feature_map(context), context[:, :, -1], last_pixels)
-        return pred.clamp(0.0, 1.0) if clamp else pred
+        self._check(context)
+        return self._decode(self.decoder, self.feature_map(context), context, -1, clamp)
 
     def predict_past(self, context: torch.Tensor, clamp: bool = True) -> torch.Tensor:
         """Normalised context clips (B, C, k, H, W) -> the ``past_frames`` frames before them
         (B, past, C, H, W), nearest first (index 0 is the frame just before the context)."""
         if self.past_decoder is None:
             raise ConfigError("future_frame: predict_past needs past_frames > 0")
-        if context.ndim != 5 or context.shape[1] != self.channels:
-            raise ValueError(f"future_frame needs clips (B, {self.channels}, T, H, W), got {tuple(context.shape)}")
-        first_pixels = self.to_pixels(context[:, :, :1])[:, 0]
-        pred = self.past_decoder(self.feature_map(context), context[:, :, 0], first_pixels)
-        return pred.clamp(0.0, 1.0) if clamp else pred
+        self._check(context)
+        return self._decode(self.past_decoder, self.feature_map(context), context, 0, clamp)
 
     def split(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Clips (B, C, T, H, W) -> (normalised context (B, C, k, H, W), future pixels (B, f, C, H, W),
@@ -191,11 +196,12 @@ on the same batch.
 
     def forward(self, views: List[Any]) -> Dict[str, torch.Tensor]:
         context, future, past = self.split(self.single_view(views))
-        raw = self.predict(context, clamp=False)
+        z = self.feature_map(context)  # once, for both decoders
+        raw = self._decode(self.decoder, z, context, -1, clamp=False)
         loss = per_frame_mse(raw, future)
         out: Dict[str, torch.Tensor] = {}
         if self.past_decoder is not None:
-            raw_past = self.predict_past(context, clamp=False)
+            raw_past = self._decode(self.past_decoder, z, context, 0, clamp=False)
             loss_past = per_frame_mse(raw_past, past)
             f, p = future.shape[1], past.shape[1]
             loss = (f * loss + p * loss_past) / (f + p)  # the mean over every predicted frame

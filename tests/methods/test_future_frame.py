@@ -59,9 +59,13 @@ def test_past_frames_split_nearest_first_and_loss_is_the_mean_over_all_predicted
     assert torch.allclose(future, x[:, :, 5:9].clamp(0, 1).permute(0, 2, 1, 3, 4))
     # nearest first: past[:, 0] is frame 1 (just before the context), past[:, 1] is frame 0
     assert torch.allclose(past[:, 0, 0], x[:, 0, 1].clamp(0, 1)) and torch.allclose(past[:, 1, 0], x[:, 0, 0].clamp(0, 1))
+    calls = []
+    hook = m.encoder.features.register_forward_hook(lambda *_: calls.append(1))
     with torch.no_grad():
         out = m([x])
+        assert len(calls) == 1  # one encoder pass feeds both decoders
         raw_f, raw_p = m.predict(context, clamp=False), m.predict_past(context, clamp=False)
+    hook.remove()
     by_hand = (4 * per_frame_mse(raw_f, future) + 2 * per_frame_mse(raw_p, past)) / 6
     assert float(out["loss"]) == pytest.approx(float(by_hand), rel=1e-6)
     assert float(out["past_mse"]) == pytest.approx(float(per_frame_mse(raw_p.clamp(0, 1), past)), rel=1e-6)
