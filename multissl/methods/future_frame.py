@@ -196,20 +196,20 @@ on the same batch.
 
     def forward(self, views: List[Any]) -> Dict[str, torch.Tensor]:
         context, future, past = self.split(self.single_view(views))
+        self._check(context)
         z = self.feature_map(context)  # once, for both decoders
         raw = self._decode(self.decoder, z, context, -1, clamp=False)
-        loss = per_frame_mse(raw, future)
-        out: Dict[str, torch.Tensor] = {}
+        out = {"loss": per_frame_mse(raw, future)}
+        with torch.no_grad():
+            out["mse"] = per_frame_mse(raw.clamp(0.0, 1.0), future)
+            out["copy_last_mse"] = per_frame_mse(self.to_pixels(context[:, :, -1:]).expand_as(future), future)
         if self.past_decoder is not None:
             raw_past = self._decode(self.past_decoder, z, context, 0, clamp=False)
-            loss_past = per_frame_mse(raw_past, past)
-            f, p = future.shape[1], past.shape[1]
-            loss = (f * loss + p * loss_past) / (f + p)  # the mean over every predicted frame
-            out["past_mse"] = per_frame_mse(raw_past.detach().clamp(0.0, 1.0), past)
-        with torch.no_grad():
-            mse = per_frame_mse(raw.clamp(0.0, 1.0), future)
-            copy_last = per_frame_mse(self.to_pixels(context[:, :, -1:]).expand_as(future), future)
-        return {"loss": loss, "mse": mse, "copy_last_mse": copy_last, **out}
+            f, p = future.shape[1], past.shape[1]  # the loss: the mean over every predicted frame
+            out["loss"] = (f * out["loss"] + p * per_frame_mse(raw_past, past)) / (f + p)
+            with torch.no_grad():
+                out["past_mse"] = per_frame_mse(raw_past.clamp(0.0, 1.0), past)
+        return out
 
 
 __all__ = ["FutureFrame", "FrameDecoder"]

@@ -146,6 +146,8 @@ def test_clips_too_short_for_10_to_10_are_a_config_error() -> None:
     m = make()
     with pytest.raises(ConfigError, match="clips of 12 frames are too short for 10 context \\+ 10 future"):
         m([torch.zeros(2, 1, 12, 16, 16)])
+    with pytest.raises(ValueError, match="needs clips \\(B, 1, T, H, W\\), got \\(2, 3, 10, 16, 16\\)"):
+        m([torch.zeros(2, 3, 20, 16, 16)])  # 3-channel clips for a 1-channel encoder
     with pytest.raises(ConfigError, match="decoder_width"):
         make(decoder_width=7)
     with pytest.raises(ConfigError, match="must be >= 1"):
