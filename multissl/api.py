@@ -36,6 +36,7 @@ def pretrain(
     knn_data: Optional[Tuple[Any, Any, Any, Any]] = None,
     streaming: Union[bool, Dict[str, Any]] = False,
     on_bad_record: str = "raise",
+    positives: Any = None,
     **train_options: Any,
 ) -> SSLModel:
     """Pretrain an encoder on unlabeled ``data`` and return it as an :class:`SSLModel`.
@@ -60,6 +61,10 @@ def pretrain(
             ``"skip"`` leaves bad records out (of ``data`` and of ``knn_data``, labels included), warns
             once with their count and the first few, and records them in the model config
             (``training.skipped_records``) and in ``<output_dir>/skipped_records.json``.
+        positives: an (N, K) array of record indices, one row per record of ``data``: the second view of
+            record i is an augmented view of one of ``positives[i]`` (drawn each step) instead of i itself,
+            e.g. its nearest neighbours under a distance that needs no labels
+            (:func:`multissl.positives.mutual_neighbours`). Siamese methods only; in-memory data only.
         **train_options: any :class:`multissl.trainer.TrainConfig` field (lr, optimizer, mixed_precision,
             grad_accum_steps, checkpoint_every, resume, trackers, progress, ...).
     """
@@ -68,6 +73,8 @@ def pretrain(
     from multissl.methods import build_method, get_method_class
 
     check_on_bad_record(on_bad_record)
+    if positives is not None and on_bad_record != "raise":
+        raise ConfigError("positives index the records of data; they cannot be combined with on_bad_record='skip'")
 
     if isinstance(adapter, Adapter) and adapter_config:
         raise ConfigError("pass adapter_config only with an adapter name, not with an adapter instance")
@@ -144,7 +151,7 @@ def pretrain(
         policy.warn(stacklevel=3)  # one line each, before the long part starts
         knn_policy.warn("knn_data records", stacklevel=3)
     t0 = time.perf_counter()
-    history = trainer.fit(prepared, knn=knn)
+    history = trainer.fit(prepared, knn=knn, positives=positives)
     seconds = time.perf_counter() - t0
     n = len(prepared) if not isinstance(prepared, dict) else len(next(iter(prepared.values())))
     training = {"epochs": config.epochs, "batch_size": config.batch_size, "seed": seed, "num_records": n,

@@ -304,7 +304,9 @@ class Trainer:
         acc.wait_for_everyone()
 
     # ------------------------------------------------------------------ the loop
-    def fit(self, prepared: Prepared, knn: Optional[KNNMonitor] = None) -> List[Dict[str, Any]]:
+    def fit(self, prepared: Prepared, knn: Optional[KNNMonitor] = None, positives: Any = None) -> List[Dict[str, Any]]:
+        """Train; ``positives`` (N, K) record indices: the second view of record i comes from one
+        of ``positives[i]`` (see :mod:`multissl.positives`)."""
         from accelerate.utils import set_seed
 
         cfg = self.config
@@ -317,6 +319,8 @@ class Trainer:
         # a stream (multissl.streaming.ParquetStream) hands over decoded batches itself
         streaming = is_stream(prepared)
         n = num_records(prepared)
+        if positives is not None:
+            positives = self._check_positives(positives, n, streaming)
         per_proc = min(cfg.batch_size, n // world)
         if per_proc < 2:
             raise ConfigError(f"{n} records are too few for {world} process(es): need at least 2 per process")
@@ -361,6 +365,11 @@ class Trainer:
         if compile_opts is not None:  # in place: parameters and state-dict keys stay the method's own
             fast_path.compile_in_place(self.method, compile_opts)
         self.resolved.update(fused_optimizer=fused, channels_last=channels_last, compile=cfg.compile)
+        if positives is not None:
+            from multissl.positives import records_with_partner
+
+            self.resolved["positives"] = {"per_record": int(positives.shape[1]),
+                                          "records_with_partner": records_with_partner(positives)}
         optimizer = build_optimizer(self.method, opt_name, lr, wd, cfg.momentum, fused=fused)
         optimizer_kernels = fast_path.kernel_flags(optimizer)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, warmup_steps, cfg.min_lr_ratio))
@@ -376,7 +385,7 @@ class Trainer:
             on_device = device.type == "cuda" and _nbytes(prepared) < 2 * 1024**3
         data = to_device(prepared, device) if on_device else prepared
         loader = None if streaming else self._in_memory_loader(data, n, on_device, device, total_steps, global_batch,
-                                                              per_proc, rank)
+                                                              per_proc, rank, positives)
 
         step = 0
         if not cfg.resume and self.latest_checkpoint() is not None:
@@ -445,6 +454,12 @@ class Trainer:
                 tokens = getattr(method, "input_kind", "views") == "tokens"
                 if tokens:
                     token_batch = self.adapter.tokens(batch, generator=gen)
+                elif positives is not None:  # the loader put each record's partner in the second half
+                    half = num_records(batch) // 2
+                    views = [self.adapter.views(take(batch, part), n_views=1, generator=gen)[0]
+                             for part in (slice(0, half), slice(half, 2 * half))]
+                    if channels_last:
+                        views = fast_path.views_to_channels_last(views)
                 else:
                     views = self.adapter.views(batch, n_views=method.n_views, generator=gen)
                     if channels_last:
@@ -514,11 +529,26 @@ class Trainer:
             revert_sync_batchnorm(self.method)
         return self.history
 
+    def _check_positives(self, positives: Any, n: int, streaming: bool) -> torch.Tensor:
+        from multissl.positives import check_positives
+
+        if streaming:
+            raise ConfigError("positives need the records in memory; they are not supported with streaming")
+        method = self.method
+        if getattr(method, "input_kind", "views") != "views" or method.n_views != 2:
+            raise ConfigError(f"positives pair two records as two views; method {method.name!r} does not take "
+                              "two views (use a Siamese method: simclr, moco, byol, simsiam, barlow_twins, vicreg, vibcreg)")
+        return check_positives(positives, n)
+
     def _in_memory_loader(self, data: Prepared, n: int, on_device: bool, device: torch.device, total_steps: int,
-                          global_batch: int, per_proc: int, rank: int) -> fast_path.DevicePrefetcher:
+                          global_batch: int, per_proc: int, rank: int,
+                          positives: Optional[torch.Tensor] = None) -> fast_path.DevicePrefetcher:
         """Micro-batch ``i`` of the run (``i = step * grad_accum_steps + micro``) as a function of
-        ``i`` alone: this rank's slice of batch ``b`` of the epoch's permutation. Host data on a
-        CUDA device is prefetched one batch ahead (pinned, non-blocking)."""
+        ``i`` alone: this rank's slice of batch ``b`` of the epoch's permutation (followed, with
+        ``positives``, by one partner of each of its records, drawn with a generator seeded by
+        ``i``). Host data on a CUDA device is prefetched one batch ahead (pinned, non-blocking)."""
+        from multissl.positives import draw_partners
+
         cfg = self.config
         steps_per_epoch = self.resolved["steps_per_epoch"]
         perms: Dict[int, torch.Tensor] = {}
@@ -532,6 +562,9 @@ class Trainer:
                 perms[epoch] = epoch_permutation(n, cfg.seed, epoch)
             b = step_in_epoch * cfg.grad_accum_steps + micro
             idx = perms[epoch][b * global_batch + rank * per_proc: b * global_batch + (rank + 1) * per_proc]
+            if positives is not None:
+                gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + i * 7_919 + rank)
+                idx = torch.cat([idx, draw_partners(positives, idx, gen)])
             return take(data, idx.to(device) if on_device else idx)
 
         ahead = not on_device and device.type == "cuda"
