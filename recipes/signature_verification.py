@@ -54,6 +54,10 @@ FUSION_GRID = tuple(round(w, 1) for w in np.linspace(0.0, 1.0, 11))
 KINDS = ("skilled", "random")
 #: the features of the DTW baseline, z-scored per signature
 DTW_FEATURES = ["x", "y", "dx", "dy", "pressure"]
+#: ``--augment light``: smaller geometric and tempo changes than the adapter's defaults (the other
+#: augmentations keep theirs); with mined positives the natural variation between a writer's
+#: signatures comes from the data, and strong time warping hides the slowness of a forgery
+LIGHT_AUGMENT = {"rotation": 5.0, "shear": 0.05, "scale": 0.05, "speed": 0.02, "time_warp": 0.05}
 
 
 @dataclass
@@ -68,12 +72,16 @@ class Args:
     method: Optional[str] = None
     encoder: Optional[str] = None
     encoder_width: Optional[int] = None
+    segments: Optional[int] = None
+    augment: str = "adapter"
     epochs: Optional[int] = None
     batch_size: Optional[int] = None
     lr: Optional[float] = None
     reductions: List[str] = field(default_factory=lambda: ["min", "mean"])
     fusion_weight: float = 0.5
     dtw_band: Optional[float] = None
+    positives: str = "none"
+    positive_neighbours: int = 3
     threads: Optional[int] = None
     seed: int = 0
     progress: bool = True
@@ -92,12 +100,22 @@ def parse_args(argv: Optional[List[str]] = None) -> Args:
     p.add_argument("--method", default=None, help="SSL method (default: the signature adapter's)")
     p.add_argument("--encoder", default=None, help="cnn or transformer (default: the adapter's)")
     p.add_argument("--encoder-width", type=int, default=None)
+    p.add_argument("--segments", type=int, default=None,
+                   help="the CNN encoder's segment means (default: the encoder's, 8)")
+    p.add_argument("--augment", choices=["adapter", "light"], default=Args.augment,
+                   help="pretraining views: the adapter's default augmentation, or lighter geometric and tempo "
+                   "changes (rotation 5 deg, shear/scale 0.05, speed 0.02, time warp 0.05)")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--reductions", default="min,mean", help="distance to the references: min and/or mean")
     p.add_argument("--fusion-weight", type=float, default=Args.fusion_weight, help="weight of the SSL score")
     p.add_argument("--dtw-band", type=float, default=None, help="Sakoe-Chiba band (fraction); default: none")
+    p.add_argument("--positives", choices=["none", "dtw"], default=Args.positives,
+                   help="dtw: the second view of a pretraining signature is one of its mutual DTW nearest "
+                   "neighbours in the fold's pretraining pool (no labels; see docs); none: two views of itself")
+    p.add_argument("--positive-neighbours", type=int, default=Args.positive_neighbours,
+                   help="k of the mutual k-nearest neighbours (--positives dtw)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice); "
                    "timings in the docs use 1")
     p.add_argument("--seed", type=int, default=Args.seed)
@@ -116,12 +134,18 @@ def parse_args(argv: Optional[List[str]] = None) -> Args:
         p.error("--trials must be >= 1")
     if a.threads is not None and a.threads < 1:
         p.error("--threads must be >= 1")
+    if a.segments is not None and a.segments < 0:
+        p.error("--segments must be >= 0")
+    if a.positive_neighbours < 1:
+        p.error("--positive-neighbours must be >= 1")
     if not 0.0 <= a.fusion_weight <= 1.0:
         p.error(f"--fusion-weight must be in [0, 1], got {a.fusion_weight}")
     return Args(data=a.data, output=a.output, folds=a.folds, trials=a.trials, enrol=a.enrol, enrol_from=a.enrol_from,
-                genuine=a.genuine, method=a.method, encoder=a.encoder, encoder_width=a.encoder_width, epochs=a.epochs,
+                genuine=a.genuine, method=a.method, encoder=a.encoder, encoder_width=a.encoder_width,
+                segments=a.segments, augment=a.augment, epochs=a.epochs,
                 batch_size=a.batch_size, lr=a.lr, reductions=reductions, fusion_weight=a.fusion_weight,
-                dtw_band=a.dtw_band, threads=a.threads, seed=a.seed, progress=not a.no_progress)
+                dtw_band=a.dtw_band, positives=a.positives, positive_neighbours=a.positive_neighbours,
+                threads=a.threads, seed=a.seed, progress=not a.no_progress)
 
 
 # ---------------------------------------------------------------------------------- data
@@ -333,6 +357,30 @@ def plot_det(trials_by_system: Dict[str, List[Dict[int, Dict[str, np.ndarray]]]]
     os.replace(tmp, path)
 
 
+def mining_distances(corpus: Corpus, verbose: bool) -> np.ndarray:
+    """DTW between every two signatures, for mining positives (``--positives dtw``): the DTW
+    features, z-scored per signature, resampled to 128 points (2.5x cheaper than the tablet's
+    sampling, and only the order of the neighbours matters). Each fold mines in the block of its
+    pretraining signatures; the evaluated users' rows are never used for it."""
+    import torch
+
+    from multissl.adapters.signature import SignatureAdapter
+    from multissl.evaluation.dtw import dtw_pairs
+
+    t = time.perf_counter()
+    adapter = SignatureAdapter(features=DTW_FEATURES, standardize="signature", resample=128)
+    x = adapter.eval_transform(adapter.prepare(corpus.files))
+    n = len(corpus.files)
+    first, second = np.triu_indices(n, 1)
+    d = dtw_pairs(x["x"], x["mask"].sum(1), torch.as_tensor(first), torch.as_tensor(second)).numpy()
+    out = np.full((n, n), np.inf)
+    out[first, second] = d
+    out[second, first] = d
+    if verbose:
+        print(f"mining positives: DTW between all {n} signatures ({len(d)} pairs) in {time.perf_counter() - t:.0f} s")
+    return out
+
+
 def save_distances(path: Path, corpus: Corpus, dist: Dict[str, np.ndarray]) -> None:
     """The computed distances (NaN where the protocol needs none), to re-score without
     recomputing: ``user``, ``number`` (the files' ids) and one (N, N) matrix per system."""
@@ -394,6 +442,9 @@ def run(args: Args) -> Dict[str, Any]:
     dtw_x, dtw_len = dtw_in["x"], dtw_in["mask"].sum(1)
 
     n = len(corpus.files)
+    mining = None
+    if args.positives == "dtw":
+        mining = mining_distances(corpus, state.is_main_process)
     dist = {s: np.full((n, n), np.nan) for s in ("ssl", "dtw")}
     timing = {"dtw_seconds": 0.0, "dtw_comparisons": 0, "ssl_embed_seconds": 0.0, "ssl_signatures": 0,
               "ssl_distance_seconds": 0.0}
@@ -405,12 +456,20 @@ def run(args: Args) -> Dict[str, Any]:
             print(f"fold {k}: pretraining on {len(train_idx)} signatures of users "
                   f"{', '.join(map(str, sorted(set(corpus.user[train_idx].tolist()))))}; evaluating users {fold[0]}-{fold[-1]}")
         options: Dict[str, Any] = {"lr": args.lr} if args.lr is not None else {}
-        encoder_kwargs = {"width": args.encoder_width} if args.encoder_width else {}
+        encoder_kwargs: Dict[str, Any] = {"width": args.encoder_width} if args.encoder_width else {}
+        if args.segments is not None:
+            encoder_kwargs["segments"] = args.segments
+        positives = None
+        if mining is not None:  # neighbours among this fold's pretraining signatures only
+            from multissl.positives import mutual_neighbours
+
+            positives = mutual_neighbours(mining[np.ix_(train_idx, train_idx)], args.positive_neighbours)
         tp = time.perf_counter()
         model = pretrain([corpus.files[i] for i in train_idx], adapter="signature", method=args.method,
                          epochs=args.epochs, batch_size=args.batch_size, encoder=args.encoder,
                          encoder_kwargs=encoder_kwargs, seed=args.seed + k, output_dir=str(out / f"fold{k}"),
-                         progress=args.progress, **options)
+                         progress=args.progress, positives=positives,
+                         adapter_config=dict(LIGHT_AUGMENT) if args.augment == "light" else None, **options)
         pretrain_info.append({"fold": k, "train_users": sorted(set(corpus.user[train_idx].tolist())),
                               "eval_users": fold, "num_signatures": int(len(train_idx)),
                               "seconds": round(time.perf_counter() - tp, 1), "method": model.config["method"],

@@ -65,6 +65,36 @@ def test_writes_metrics_det_plot_and_fold_encoders(run):
     assert (out / "fold1" / "final" / "model.safetensors").is_file()
 
 
+def test_dtw_positives_light_views_and_segments(tmp_path, monkeypatch):
+    """--positives dtw mines each fold's partners among its own pretraining signatures only;
+    --augment light and --segments reach the adapter and the encoder."""
+    import multissl.positives as positives_module
+    from multissl.recipes import signature_verification as recipe
+
+    synthetic_svc2004_folder(tmp_path / "data", users=4, genuine=6, forgeries=4, length=30, forgery_noise=120.0)
+    tables = []
+    real = positives_module.mutual_neighbours
+
+    def spy(dist, k):
+        tables.append((np.asarray(dist).shape, k))
+        return real(dist, k)
+
+    monkeypatch.setattr(positives_module, "mutual_neighbours", spy)
+    threads = torch.get_num_threads()
+    assert main(["--data", str(tmp_path / "data"), "--output", str(tmp_path / "out"), *TINY, "--positives", "dtw",
+                 "--positive-neighbours", "2", "--augment", "light", "--segments", "4"]) == 0
+    torch.set_num_threads(threads)
+    assert tables == [((20, 20), 2), ((20, 20), 2)]  # one table per fold, over its 20 pretraining files
+    m = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    for p in m["pretrain"]:
+        assert p["training"]["positives"]["per_record"] == 2
+        assert 0 < p["training"]["positives"]["records_with_partner"] <= 20
+        assert p["encoder"]["kwargs"] == {"width": 8, "segments": 4}
+    saved = json.loads((tmp_path / "out" / "fold0" / "final" / "config.json").read_text())
+    assert {k: saved["adapter_config"][k] for k in recipe.LIGHT_AUGMENT} == recipe.LIGHT_AUGMENT
+    assert m["args"]["positives"] == "dtw" and m["args"]["augment"] == "light"
+
+
 def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
     synthetic_svc2004_folder(tmp_path / "data", users=4, genuine=3, forgeries=1, length=20)
     assert main(["--data", str(tmp_path / "data"), "--output", str(tmp_path / "out"), *TINY]) == 2
