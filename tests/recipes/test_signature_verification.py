@@ -95,6 +95,19 @@ def test_dtw_positives_light_views_and_segments(tmp_path, monkeypatch):
     assert m["args"]["positives"] == "dtw" and m["args"]["augment"] == "light"
 
 
+def test_defaults_mine_positives_with_light_views_and_64_segments(run):
+    from multissl.recipes.signature_verification import LIGHT_AUGMENT, parse_args
+
+    a = parse_args(["--data", "x"])
+    assert (a.positives, a.positive_neighbours, a.augment, a.segments) == ("dtw", 3, "light", None)
+    m = json.loads((run / "out" / "metrics.json").read_text())  # the module's run, with the defaults
+    for p in m["pretrain"]:
+        assert p["encoder"]["kwargs"] == {"width": 8, "segments": 64}
+        assert p["training"]["positives"]["per_record"] == 3
+    saved = json.loads((run / "out" / "fold1" / "final" / "config.json").read_text())
+    assert {k: saved["adapter_config"][k] for k in LIGHT_AUGMENT} == LIGHT_AUGMENT
+
+
 def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
     synthetic_svc2004_folder(tmp_path / "data", users=4, genuine=3, forgeries=1, length=20)
     assert main(["--data", str(tmp_path / "data"), "--output", str(tmp_path / "out"), *TINY]) == 2
