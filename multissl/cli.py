@@ -59,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--streaming", action="store_true",
                    help="read Parquet --data batch by batch from disk (data larger than memory)")
     t.add_argument("--column", default=None, help="with --streaming: the Parquet column to train on")
+    t.add_argument("--positives", default=None, metavar="FILE.npy",
+                   help="an (N, K) integer array, one row per record of --data in its order: the second view of "
+                   "record i comes from one of its K listed records (mined positives, docs/methods.md)")
     t.add_argument("--on-bad-record", default=None, metavar="raise|skip",
                    help="a bad record (corrupt file, empty text, NaN series...): 'raise' stops with exit 2 naming it "
                         "(default), 'skip' leaves it out, counts it and lists it in <output>/skipped_records.json")
@@ -123,6 +126,18 @@ def _read_config(path: Optional[str]) -> Dict[str, Any]:
     return cfg
 
 
+def _read_positives(path: str) -> Any:
+    import numpy as np
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{path}: no such positives file")
+    try:  # no pickles: a .npy of plain integers
+        return np.load(p, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise ConfigError(f"{path}: not a NumPy .npy array of record indices ({str(e).splitlines()[0][:200]})") from None
+
+
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from multissl.adapters import get_adapter_class
     from multissl.api import pretrain
@@ -144,6 +159,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         raise ConfigError("--column goes with --streaming")
     else:
         data = load_data(args.data)
+    if args.positives:
+        options["positives"] = _read_positives(args.positives)
     if args.mixed_precision:
         options["mixed_precision"] = args.mixed_precision
     if args.tensorboard:

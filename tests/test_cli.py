@@ -163,3 +163,31 @@ def test_demo_with_no_seeds_is_a_one_line_error(tmp_path, capsys, modality):
     err = capsys.readouterr().err
     assert code == 2 and "--seeds must be at least 1" in err and "Traceback" not in err
     assert not (tmp_path / "d").exists()
+
+
+def test_pretrain_with_a_positives_file(tmp_path, capsys):
+    write_images(tmp_path / "imgs", 16, 0)
+    np.save(tmp_path / "pos.npy", ((np.arange(16) + 1) % 16)[:, None])
+    out = tmp_path / "run"
+    assert main(["pretrain", "--data", str(tmp_path / "imgs"), "--output", str(out), "--positives",
+                 str(tmp_path / "pos.npy"), *TINY]) == 0
+    saved = json.loads((out / "final" / "config.json").read_text())
+    assert saved["training"]["positives"] == {"per_record": 1, "records_with_partner": 16}
+
+
+@pytest.mark.parametrize("write, message", [
+    (None, "no such positives file"),
+    (lambda p: p.write_bytes(b"not numpy"), "not a NumPy .npy array"),
+    (lambda p: np.save(p, np.array([[0], [1], [99]] + [[i] for i in range(3, 16)])), "positives[2, 0] = 99"),
+    (lambda p: np.save(p, np.array([{"a": 1}], dtype=object)), "not a NumPy .npy array"),  # a pickle is refused
+])
+def test_bad_positives_files_are_one_line_errors(tmp_path, capsys, write, message):
+    write_images(tmp_path / "imgs", 16, 0)
+    pos = tmp_path / "pos.npy"
+    if write is not None:
+        write(pos)
+    code = main(["pretrain", "--data", str(tmp_path / "imgs"), "--output", str(tmp_path / "run"),
+                 "--positives", str(pos), *TINY])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "final").exists()
