@@ -48,14 +48,13 @@ def mutual_neighbours(dist: Any, k: int) -> torch.Tensor:
     d.fill_diagonal_(float("inf"))
     near = d.topk(k, dim=1, largest=False).indices  # (N, k), nearest first
     finite = torch.isfinite(d.gather(1, near))
+    rows = torch.arange(n).unsqueeze(1)
     is_near = torch.zeros(n, n, dtype=torch.bool)
-    is_near[torch.arange(n).repeat_interleave(k), near.reshape(-1)] = finite.reshape(-1)
-    mutual = is_near & is_near.T
-    table = torch.arange(n).unsqueeze(1).repeat(1, k)
-    for i in range(n):
-        js = [int(j) for j in near[i] if mutual[i, j]]
-        table[i, :len(js)] = torch.tensor(js, dtype=torch.long)
-    return table
+    is_near[rows, near] = finite
+    keep = is_near.T[rows, near] & finite  # (N, k): i is also among near[i, c]'s k nearest
+    # the kept neighbours first (a stable sort keeps them nearest first), the record itself after
+    order = torch.sort((~keep).to(torch.uint8), dim=1, stable=True).indices
+    return torch.where(keep.gather(1, order), near.gather(1, order), rows)
 
 
 def check_positives(positives: Any, n: int) -> torch.Tensor:
