@@ -177,9 +177,9 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     args.output = options["output_dir"]
     with _one_line_skip_warnings():
         model = pretrain(data, adapter=args.adapter, **options)
-    from accelerate import PartialState
+    from multissl.distributed import process_state
 
-    if PartialState().is_main_process:
+    if process_state().is_main_process:
         print(f"saved {model!r} to {Path(args.output) / 'final'}")
         skipped = model.config.get("training", {}).get("skipped_records")
         if skipped is not None:

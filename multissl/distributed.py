@@ -78,6 +78,28 @@ def _destroy_process_group_at_exit() -> None:
 atexit.register(_destroy_process_group_at_exit)
 
 
+def has_accelerator() -> bool:
+    """True when torch sees a GPU (CUDA/ROCm), an Apple MPS device or an Intel XPU."""
+    mps = getattr(torch.backends, "mps", None)
+    return torch.cuda.is_available() or bool(mps and mps.is_available()) or bool(
+        getattr(torch, "xpu", None) and torch.xpu.is_available())
+
+
+def process_state() -> Any:
+    """accelerate's ``PartialState`` of this process -- what recipes and the CLI ask "am I the
+    main process?" and "which device?" -- created as the trainer creates its ``Accelerator``.
+
+    On a machine without an accelerator it is made with ``cpu=True``: then the processes that
+    ``accelerate launch --multi_gpu --num_processes N`` (or torchrun) starts form one gloo group
+    (``MULTI_CPU``). A bare ``PartialState()`` there reports a single process in *each* of them
+    (distributed type ``NO``), so every process would act as the main one, and the
+    ``Accelerator`` the trainer makes afterwards inherits that state and trains undistributed.
+    """
+    from accelerate import PartialState
+
+    return PartialState(cpu=not has_accelerator())
+
+
 def is_distributed() -> bool:
     """True when a process group with more than one process is running."""
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from multissl.adapters.base import Adapter, Prepared, num_records, take, to_device
+from multissl.distributed import has_accelerator
 from multissl.errors import ConfigError, DataError
 from multissl import fast_path
 from multissl.methods.base import SSLMethod
@@ -264,7 +265,7 @@ class Trainer:
         # cpu=True on machines without an accelerator: then several processes started by
         # `accelerate launch --multi_gpu` / torchrun form a gloo group (MULTI_CPU) instead of each
         # believing it is the only process.
-        on_cpu = not _has_accelerator()
+        on_cpu = not has_accelerator()
         precision = fast_path.resolve_mixed_precision(cfg.mixed_precision, self.adapter.name, self.method, on_cpu,
                                                       None if prepared is None else fast_path.spatial_side(prepared))
         return Accelerator(mixed_precision=precision, log_with=trackers or None, project_config=project, cpu=on_cpu)
@@ -580,12 +581,6 @@ def use_deterministic_kernels(warn_only: bool = False) -> None:
     torch.use_deterministic_algorithms(True, warn_only=warn_only)
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
-
-
-def _has_accelerator() -> bool:
-    mps = getattr(torch.backends, "mps", None)
-    return torch.cuda.is_available() or bool(mps and mps.is_available()) or bool(
-        getattr(torch, "xpu", None) and torch.xpu.is_available())
 
 
 def _nbytes(prepared: Prepared) -> int:

@@ -141,7 +141,7 @@ def run(args: PretextArgs, recipe: str, method_name: str, evaluate: EvaluateStep
     which ``pretrain`` drops, is needed for the held-out pretext accuracy.
     """
     import torch
-    from accelerate import PartialState
+    from multissl.distributed import process_state
     from sklearn.model_selection import train_test_split
 
     from multissl.adapters import get_adapter, take
@@ -155,7 +155,7 @@ def run(args: PretextArgs, recipe: str, method_name: str, evaluate: EvaluateStep
     from multissl.trainer import TrainConfig, Trainer, embed_prepared
 
     t0 = time.perf_counter()
-    state = PartialState()
+    state = process_state()
     # the method's recommended augmentation (light: crop + flip), as pretrain() would apply it
     adapter_config = dict(get_method_class(method_name).adapter_defaults.get("image", {}))
     if args.image_size:

@@ -287,14 +287,14 @@ def fill_images(method: Any, adapter: Any, held_out: "torch.Tensor", mean_image:
 
 def run_image(args: ContextFillingArgs) -> Dict[str, Any]:
     import torch
-    from accelerate import PartialState
+    from multissl.distributed import process_state
 
     from multissl.adapters import get_adapter, num_records
     from multissl.evaluation.few_labels import write_json_atomic
     from multissl.io import load_data
 
     t0 = time.perf_counter()
-    state = PartialState()
+    state = process_state()
     config: Dict[str, Any] = {"preset": "light"}  # MAE's augmentation: random resized crop + flip
     if args.image_size:
         config["image_size"] = args.image_size
@@ -434,13 +434,13 @@ def fill_words(method: Any, adapter: Any, train: Any, held_out: Any, args: Conte
 
 def run_text(args: ContextFillingArgs) -> Dict[str, Any]:
     import torch
-    from accelerate import PartialState
+    from multissl.distributed import process_state
 
     from multissl.adapters import get_adapter
     from multissl.evaluation.few_labels import write_json_atomic
 
     t0 = time.perf_counter()
-    state = PartialState()
+    state = process_state()
     adapter = get_adapter("text", **({"column": args.text_column} if args.text_column else {}))
     train_texts, test_texts = split_texts(args, adapter.config.get("column"))
     adapter.fit(train_texts)

@@ -342,7 +342,7 @@ def plot_detections(images: np.ndarray, truths: Sequence[np.ndarray], rows: Dict
 # ---- the recipe ------------------------------------------------------------------------------------
 def run(args: Args) -> Dict[str, Any]:
     import torch
-    from accelerate import PartialState
+    from multissl.distributed import process_state
 
     from multissl.api import pretrain
     from multissl.errors import DataError
@@ -350,7 +350,7 @@ def run(args: Args) -> Dict[str, Any]:
     from multissl.recipes._face_scenes import compose_scenes, load_backgrounds, load_orl_faces, random_crops
 
     t0 = time.perf_counter()
-    state = PartialState()
+    state = process_state()
     faces = load_orl_faces(args.faces)
     backgrounds = load_backgrounds(args.backgrounds) if args.backgrounds else None
     everyone = np.unique(faces.people)

@@ -95,7 +95,7 @@ def parse_args(argv: Optional[List[str]] = None) -> Args:
 
 def run(args: Args) -> Dict[str, Any]:
     import torch
-    from accelerate import PartialState
+    from multissl.distributed import process_state
     from sklearn.model_selection import train_test_split
 
     from multissl.adapters import get_adapter, take
@@ -108,7 +108,7 @@ def run(args: Args) -> Dict[str, Any]:
     from multissl.trainer import embed_prepared
 
     t0 = time.perf_counter()
-    state = PartialState()
+    state = process_state()
     adapter_config = {"image_size": args.image_size} if args.image_size else {}
     adapter = get_adapter("image", **adapter_config)
     prepared, labels, classes = _subset(*load_labelled(args.data, adapter, args.label_column), args.max_records,

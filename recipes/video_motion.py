@@ -281,7 +281,7 @@ def save_strip(predictors: Dict[str, Any], adapter: Any, test: Any, path: Path, 
 
 def run_video_motion(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     import torch
-    from accelerate import PartialState
+    from multissl.distributed import process_state
 
     from multissl.adapters.video import VideoAdapter
     from multissl.adapters.video_moving_mnist import moving_mnist
@@ -296,7 +296,7 @@ def run_video_motion(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     get_method_class(args.ssl_method).resolve_hparams(json.loads(args.ssl_hparams)) if hasattr(
         get_method_class(args.ssl_method), "resolve_hparams") else None  # bad names fail before any work
     t0 = time.perf_counter()
-    state = PartialState()
+    state = process_state()
     digits = load_digits(args.data)
     train_digits, test_digits = split_digits(digits)
     total = args.context_frames + args.future_frames

@@ -151,3 +151,45 @@ def test_listed_and_runnable_as_a_script():
     assert "signature_verification" in available_recipes()
     r = subprocess.run([sys.executable, str(RECIPE), "--help"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "--enrol-from" in r.stdout
+
+
+def test_mining_dtw_is_shared_between_processes(tmp_path):
+    """Under ``accelerate launch`` with 2 CPU processes (gloo) each process computes half of the
+    all-pairs mining DTW, and both end with the single-process matrix."""
+    import os
+
+    from multissl.recipes.signature_verification import load_corpus, mining_distances
+
+    data = synthetic_svc2004_folder(tmp_path / "data", users=4, genuine=6, forgeries=4, length=30)
+    script = Path(__file__).resolve().parents[1] / "signature_mining_ddp_script.py"
+    env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           str(script), "--data", str(data), "--out", str(tmp_path / "res")]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+    alone = mining_distances(load_corpus(str(data), 6, 4), False)
+    pairs = 40 * 39 // 2
+    shares = [json.loads((tmp_path / f"res.rank{r}.json").read_text()) for r in range(2)]
+    assert [s["world"] for s in shares] == [2, 2]
+    assert [s["pairs"] for s in shares] == [(pairs + 1) // 2, pairs // 2]
+    for r in range(2):
+        np.testing.assert_allclose(np.load(tmp_path / f"res.rank{r}.npy"), alone, rtol=1e-6)
+
+
+def test_two_processes_train_one_model_per_fold_and_write_once(tmp_path):
+    """``accelerate launch --multi_gpu --num_processes 2`` on a CPU-only machine: the recipe's
+    process state is the trainer's (one gloo group of 2, not two lone processes that each think
+    they are the main one), so each fold trains on 2 processes and the results are written once."""
+    import os
+
+    data = synthetic_svc2004_folder(tmp_path / "data", users=4, genuine=6, forgeries=4, length=30, forgery_noise=120.0)
+    env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           str(RECIPE), "--data", str(data), "--output", str(tmp_path / "out"), *TINY]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+    assert proc.stdout.count("wrote ") == 1 and proc.stdout.count("signature_verification: ") == 1
+    m = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert [p["training"]["num_processes"] for p in m["pretrain"]] == [2, 2]
