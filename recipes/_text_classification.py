@@ -359,6 +359,7 @@ def run(args: Args, recipe: str, log: Callable[[str], None] = print,
     from multissl.adapters.base import take
     from multissl.adapters.text import TextAdapter
     from multissl.api import pretrain
+    from multissl.distributed import process_state
     from multissl.evaluation import FinetuneConfig, finetune
     from multissl.evaluation.finetune import predict
     from multissl.evaluation.few_labels import write_json_atomic
@@ -367,6 +368,9 @@ def run(args: Args, recipe: str, log: Callable[[str], None] = print,
     t0 = time.perf_counter()
     if args.threads:
         torch.set_num_threads(args.threads)
+    state = process_state()  # under `accelerate launch`: every process pretrains, the main one reports
+    if not state.is_main_process:
+        log = _quiet
     texts, y, classes, positive = load_corpus(args)
     n_classes = len(classes)
     splits = [split(y, args.test_fraction, s) for s in range(args.seeds)]
@@ -417,6 +421,9 @@ def run(args: Args, recipe: str, log: Callable[[str], None] = print,
             history.append(model.config.get("history", []))
             z = embed_prepared(model.encoder, adapter, prepared).numpy()
         models.append((model, adapter, prepared, z))
+    if not state.is_main_process:  # the evaluation is cheap next to pretraining: the main process does it alone
+        state.wait_for_everyone()
+        return {}
 
     vec = None
     if "tfidf_lr" in want:
@@ -522,7 +529,12 @@ def run(args: Args, recipe: str, log: Callable[[str], None] = print,
         log(f"target {name}: {'MET' if t['met'] else 'missed'} ({t['detail']})")
     log(f"wrote {out / 'metrics.json'}, {out / (main_metric + '_vs_labels.png')}"
         + (f", model in {out / 'final'}" if need_ssl else "") + f"; {metrics['total_seconds']:.0f} s")
+    state.wait_for_everyone()
     return metrics
+
+
+def _quiet(*_: Any, **__: Any) -> None:
+    """The log of the processes other than the main one."""
 
 
 def main(recipe: str, parser: argparse.ArgumentParser, argv: Optional[List[str]],

@@ -300,11 +300,14 @@ def lagged_features(w: Dict[str, np.ndarray], idx: np.ndarray, mean: np.ndarray,
 # ------------------------------------------------------------------------------------ run
 def run(args: Args) -> Dict[str, Any]:
     from multissl import pretrain
+    from multissl.distributed import process_state
     from multissl.errors import DataError
     from multissl.evaluation.few_labels import write_json_atomic
     from multissl.trainer import embed_prepared
 
     t_start = time.perf_counter()
+    state = process_state()  # under `accelerate launch`: every process pretrains, the main one reports
+    say = print if state.is_main_process else (lambda *_: None)
     out_dir = Path(args.output)
     files = find_files(args.data, args.tickers)
     series: Dict[str, Dict[str, np.ndarray]] = {}
@@ -315,7 +318,7 @@ def run(args: Args) -> Dict[str, Any]:
         if len(r) < args.window + HORIZON + 1:
             raise DataError(f"{path}: {len(px['Date'])} rows are too few for --window {args.window}")
         series[t] = make_windows(dates, feats, r, args.window)
-        print(f"{t}: {len(px['Date'])} days {px['Date'][0]} .. {px['Date'][-1]} -> {len(series[t]['x'])} windows")
+        say(f"{t}: {len(px['Date'])} days {px['Date'][0]} .. {px['Date'][-1]} -> {len(series[t]['x'])} windows")
     starts = [np.datetime64(s, "D") for s in args.test_starts]
     ends = starts[1:] + [np.datetime64(args.test_end, "D") if args.test_end else None]
 
@@ -332,12 +335,14 @@ def run(args: Args) -> Dict[str, Any]:
             assert series[t]["target_end"][tr].max() < start <= series[t]["start_date"][te].min()
         # SSL on the unlabeled training windows of every ticker (the past only)
         unlabeled = np.concatenate([series[t]["x"][tr] for t, (tr, _) in splits.items()])
-        print(f"fold {fold + 1}: test from {start}{' to ' + str(end) if end is not None else ''}; "
+        say(f"fold {fold + 1}: test from {start}{' to ' + str(end) if end is not None else ''}; "
               f"pretraining {args.method} on {len(unlabeled)} unlabeled windows")
         model = pretrain(unlabeled, adapter="timeseries", method=args.method, epochs=args.epochs,
                          batch_size=args.batch_size, seed=args.seed + fold, progress=args.progress,
                          encoder_kwargs={"width": 32, "depth": args.depth, "embed_dim": args.embed_dim},
                          adapter_config={"normalize": "channel"}, mixed_precision="no")
+        if not state.is_main_process:  # the probes are cheap next to pretraining: the main process fits them
+            continue
         ad = model.adapter  # its normalisation statistics were fitted on the training windows only
         mean, std = np.array(ad.config["channel_mean"]), np.array(ad.config["channel_std"])
         for t, (tr, te) in splits.items():
@@ -375,6 +380,9 @@ def run(args: Args) -> Dict[str, Any]:
             for k in ("ssl_ridge", "persistence", "lagged_ridge"):
                 plot[k].append(preds["volatility"][k])
 
+    if not state.is_main_process:
+        state.wait_for_everyone()
+        return {}
     # pooled over folds: every test day once
     summary: Dict[str, Any] = {}
     alarms = []
@@ -412,6 +420,7 @@ def run(args: Args) -> Dict[str, Any]:
         model.save_pretrained(out_dir / "final")
     write_json_atomic(out_dir / "metrics.json", metrics)
     print(f"wrote {out_dir / 'metrics.json'}, {out_dir / 'volatility_predictions.png'} ({metrics['total_seconds']:.0f} s)")
+    state.wait_for_everyone()
     return metrics
 
 
