@@ -8,7 +8,6 @@ process); the script's ``Accelerator(cpu=True)`` keeps both processes on the CPU
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 import torch
 
 from multissl import distributed
+from tests.launch import launch_two
 
 SCRIPT = Path(__file__).with_name("ddp_equivalence_script.py")
 TOLERANCE = 1e-5
@@ -58,15 +58,7 @@ def test_process_group_is_destroyed_at_exit(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def ddp_results(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp("ddp") / "results.json"
-    env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
-    cmd = [
-        sys.executable, "-m", "accelerate.commands.launch",
-        "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no",
-        str(SCRIPT), "--out", str(out),
-    ]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, f"DDP script failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    launch_two(SCRIPT, "--out", out, timeout=240)
     return json.loads(out.read_text())
 
 

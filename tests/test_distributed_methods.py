@@ -11,12 +11,11 @@ per-process mean over hidden tokens (masked methods, rows of different lengths).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.launch import launch_two
 
 SCRIPT = Path(__file__).with_name("ddp_methods_script.py")
 TOLERANCE = 1e-5
@@ -28,12 +27,7 @@ EMA_TEACHERS = ["moco", "byol", "data2vec"]
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp("ddp_methods") / "results.json"
-    env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           str(SCRIPT), "--out", str(out)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, f"DDP script failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    launch_two(SCRIPT, "--out", out, timeout=240)
     return json.loads(out.read_text())
 
 

@@ -287,19 +287,13 @@ def test_cli_streaming_errors_exit_2(folder, tmp_path, capsys):
 def test_two_processes_under_accelerate_launch_get_disjoint_equal_shares(folder, tmp_path):
     """``accelerate launch --multi_gpu --num_processes 2`` on CPU (gloo), as tests/test_distributed.py."""
     import json
-    import os
-    import subprocess
-    import sys
     from pathlib import Path
+
+    from tests.launch import launch_two
 
     root, _ = folder
     script = Path(__file__).with_name("streaming_ddp_script.py")
-    env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           str(script), "--data", str(root), "--out", str(tmp_path / "res")]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+    launch_two(script, "--data", root, "--out", tmp_path / "res", timeout=240)
     ranks = [json.loads((tmp_path / f"res.rank{r}.json").read_text()) for r in range(2)]
     assert [r["world"] for r in ranks] == [2, 2]
     assert len(ranks[0]["batches"]) == len(ranks[1]["batches"]) == 2 * (100 // 16)  # 2 epochs, same count

@@ -13,6 +13,7 @@ import torch
 from multissl.recipes import available_recipes
 from multissl.recipes.signature_verification import FUSION_GRID, cross_fold_weights, main, user_folds
 from tests.adapters.test_signature_io import synthetic_svc2004_folder
+from tests.launch import launch_two
 
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "signature_verification.py"
 TINY = ["--genuine", "6", "--enrol-from", "4", "--enrol", "2", "--trials", "2", "--epochs", "1", "--batch-size", "8",
@@ -156,18 +157,11 @@ def test_listed_and_runnable_as_a_script():
 def test_mining_dtw_is_shared_between_processes(tmp_path):
     """Under ``accelerate launch`` with 2 CPU processes (gloo) each process computes half of the
     all-pairs mining DTW, and both end with the single-process matrix."""
-    import os
-
     from multissl.recipes.signature_verification import load_corpus, mining_distances
 
     data = synthetic_svc2004_folder(tmp_path / "data", users=4, genuine=6, forgeries=4, length=30)
     script = Path(__file__).resolve().parents[1] / "signature_mining_ddp_script.py"
-    env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           str(script), "--data", str(data), "--out", str(tmp_path / "res")]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+    launch_two(script, data, tmp_path / "res", timeout=240)
     alone = mining_distances(load_corpus(str(data), 6, 4), False)
     pairs = 40 * 39 // 2
     shares = [json.loads((tmp_path / f"res.rank{r}.json").read_text()) for r in range(2)]
@@ -184,12 +178,7 @@ def test_two_processes_train_one_model_per_fold_and_write_once(tmp_path):
     import os
 
     data = synthetic_svc2004_folder(tmp_path / "data", users=4, genuine=6, forgeries=4, length=30, forgery_noise=120.0)
-    env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           str(RECIPE), "--data", str(data), "--output", str(tmp_path / "out"), *TINY]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+    proc = launch_two(RECIPE, "--data", data, "--output", tmp_path / "out", *TINY)
     assert proc.stdout.count("wrote ") == 1 and proc.stdout.count("signature_verification: ") == 1
     m = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert [p["training"]["num_processes"] for p in m["pretrain"]] == [2, 2]

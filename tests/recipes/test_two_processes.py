@@ -4,25 +4,16 @@ evaluates, prints and writes. The signature recipe's own test file has its two-p
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
+from tests.launch import ROOT, launch_two
 from tests.recipes.test_stock_prediction import write_prices
 from tests.recipes.test_text_classification import TINY as TEXT_TINY, _sms_file
 
-ROOT = Path(__file__).resolve().parents[2]
 
-
-def launch_two(recipe: str, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           str(ROOT / "recipes" / f"{recipe}.py"), *args]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert proc.returncode == 0, f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
-    return proc
+def launch_recipe(recipe: str, *args: str) -> subprocess.CompletedProcess:
+    return launch_two(ROOT / "recipes" / f"{recipe}.py", *args)
 
 
 def trained_processes(out: Path) -> int:
@@ -32,7 +23,7 @@ def trained_processes(out: Path) -> int:
 def test_spam_detection(tmp_path):
     _sms_file(tmp_path / "SMSSpamCollection")
     out = tmp_path / "out"
-    proc = launch_two("spam_detection", "--data", str(tmp_path), "--output", str(out), *TEXT_TINY)
+    proc = launch_recipe("spam_detection", "--data", str(tmp_path), "--output", str(out), *TEXT_TINY)
     assert proc.stdout.count("wrote ") == 1 and proc.stdout.count("pretraining ") == 1
     assert trained_processes(out) == 2
     assert json.loads((out / "metrics.json").read_text())["results"]["ssl_probe"]["3"]["f1"]["mean"] >= 0
@@ -43,7 +34,7 @@ def test_stock_prediction(tmp_path):
     data.mkdir()
     write_prices(data / "aaa.us.txt", days=620, seed=1)
     out = tmp_path / "run"
-    proc = launch_two("stock_prediction", "--data", str(data), "--tickers", "aaa", "--window", "16", "--test-starts",
+    proc = launch_recipe("stock_prediction", "--data", str(data), "--tickers", "aaa", "--window", "16", "--test-starts",
                       "2011-06-01", "2012-01-02", "--epochs", "1", "--batch-size", "32", "--embed-dim", "16",
                       "--depth", "2", "--bootstrap", "20", "--output", str(out), "--no-progress")
     assert proc.stdout.count("wrote ") == 1 and proc.stdout.count("fold 2: test from") == 1
