@@ -141,10 +141,10 @@ def run(args: PretextArgs, recipe: str, method_name: str, evaluate: EvaluateStep
     which ``pretrain`` drops, is needed for the held-out pretext accuracy.
     """
     import torch
-    from multissl.distributed import process_state
     from sklearn.model_selection import train_test_split
 
     from multissl.adapters import get_adapter, take
+    from multissl.distributed import process_state
     from multissl.errors import DataError
     from multissl.evaluation import FinetuneConfig
     from multissl.evaluation.few_labels import (FewLabelConfig, compare_few_labels, format_table, gains,

@@ -287,9 +287,9 @@ def fill_images(method: Any, adapter: Any, held_out: "torch.Tensor", mean_image:
 
 def run_image(args: ContextFillingArgs) -> Dict[str, Any]:
     import torch
-    from multissl.distributed import process_state
 
     from multissl.adapters import get_adapter, num_records
+    from multissl.distributed import process_state
     from multissl.evaluation.few_labels import write_json_atomic
     from multissl.io import load_data
 
@@ -434,9 +434,9 @@ def fill_words(method: Any, adapter: Any, train: Any, held_out: Any, args: Conte
 
 def run_text(args: ContextFillingArgs) -> Dict[str, Any]:
     import torch
-    from multissl.distributed import process_state
 
     from multissl.adapters import get_adapter
+    from multissl.distributed import process_state
     from multissl.evaluation.few_labels import write_json_atomic
 
     t0 = time.perf_counter()

@@ -342,9 +342,9 @@ def plot_detections(images: np.ndarray, truths: Sequence[np.ndarray], rows: Dict
 # ---- the recipe ------------------------------------------------------------------------------------
 def run(args: Args) -> Dict[str, Any]:
     import torch
-    from multissl.distributed import process_state
 
     from multissl.api import pretrain
+    from multissl.distributed import process_state
     from multissl.errors import DataError
     from multissl.evaluation.few_labels import write_json_atomic
     from multissl.recipes._face_scenes import compose_scenes, load_backgrounds, load_orl_faces, random_crops

@@ -95,11 +95,11 @@ def parse_args(argv: Optional[List[str]] = None) -> Args:
 
 def run(args: Args) -> Dict[str, Any]:
     import torch
-    from multissl.distributed import process_state
     from sklearn.model_selection import train_test_split
 
     from multissl.adapters import get_adapter, take
     from multissl.api import pretrain
+    from multissl.distributed import process_state
     from multissl.errors import DataError
     from multissl.evaluation import FinetuneConfig
     from multissl.evaluation.few_labels import (FewLabelConfig, compare_few_labels, format_table, gains,

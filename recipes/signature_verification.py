@@ -429,11 +429,11 @@ def machine() -> Dict[str, Any]:
 # ---------------------------------------------------------------------------------- run
 def run(args: Args) -> Dict[str, Any]:
     import torch
-    from multissl.distributed import process_state
 
     from multissl.adapters import take
     from multissl.adapters.signature import SignatureAdapter
     from multissl.api import pretrain
+    from multissl.distributed import process_state
     from multissl.evaluation.dtw import dtw_pairs
     from multissl.evaluation.few_labels import write_json_atomic
     from multissl.trainer import embed_prepared

@@ -281,10 +281,10 @@ def save_strip(predictors: Dict[str, Any], adapter: Any, test: Any, path: Path, 
 
 def run_video_motion(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     import torch
-    from multissl.distributed import process_state
 
     from multissl.adapters.video import VideoAdapter
     from multissl.adapters.video_moving_mnist import moving_mnist
+    from multissl.distributed import process_state
     from multissl.errors import ConfigError
     from multissl.evaluation.few_labels import format_table, write_json_atomic
     from multissl.methods import get_method_class
