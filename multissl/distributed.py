@@ -192,4 +192,5 @@ def global_mean(total: torch.Tensor, count: Union[int, torch.Tensor]) -> torch.T
     return total * dist.get_world_size() / n.clamp(min=1.0)
 
 
-__all__ = ["gather", "gather_with_offset", "global_mean", "is_distributed", "rank", "world_size"]
+__all__ = ["gather", "gather_with_offset", "global_mean", "has_accelerator", "is_distributed", "process_state", "rank",
+           "world_size"]
