@@ -31,7 +31,8 @@ from typing import Callable, Dict, List, Tuple
 import numpy as np
 
 from multissl.evaluation.verification import eer, enrolment_scores, normalized_scores
-from multissl.recipes.signature_verification import FUSION_GRID, KINDS, Args, load_corpus, user_folds
+from multissl.recipes.signature_verification import (FUSION_GRID, KINDS, Args, enrolment_draw, load_corpus,
+                                                      user_folds)
 
 Scores = Dict[str, np.ndarray]          # kind -> scores of one user in one trial
 Parts = Dict[str, Scores]               # part name ("ssl_min", "dtw_min", ...) -> Scores
@@ -52,21 +53,14 @@ def user_parts(dist: Dict[str, np.ndarray], refs: List[int], queries: Dict[str, 
 
 
 def draw_parts(dist: Dict[str, np.ndarray], corpus, folds: List[List[int]], args: Args) -> List[Dict[int, Parts]]:
-    """Per trial and user, the score parts, with the recipe's draws (``scores_for_trial``)."""
+    """Per trial and user, the score parts, with the recipe's draws (same seeds, same order)."""
     trials = []
     for t in range(args.trials):
         rng = np.random.default_rng([args.seed, t])
         per_user: Dict[int, Parts] = {}
         for fold in folds:
             for u in fold:
-                refs = [corpus.index(u, int(s)) for s in
-                        rng.choice(np.arange(1, args.enrol_from + 1), args.enrol, replace=False)]
-                queries = {
-                    "genuine": [corpus.index(u, s) for s in range(1, args.genuine + 1) if corpus.index(u, s) not in refs],
-                    "skilled": [i for i in np.nonzero(corpus.user == u)[0] if corpus.number[i] > args.genuine],
-                    "random": [corpus.index(v, s) for v in fold if v != u for s in range(1, args.genuine + 1)],
-                }
-                per_user[u] = user_parts(dist, refs, queries)
+                per_user[u] = user_parts(dist, *enrolment_draw(corpus, u, fold, rng, args))
         trials.append(per_user)
     return trials
 

@@ -217,6 +217,20 @@ def fold_pairs(corpus: Corpus, fold: List[int], args: Args) -> Tuple[List[int], 
 
 
 # ---------------------------------------------------------------------------------- scoring
+def enrolment_draw(corpus: Corpus, u: int, fold_users: List[int], rng: np.random.Generator,
+                   args: Args) -> Tuple[List[int], Dict[str, List[int]]]:
+    """One draw of user ``u``'s references (``args.enrol`` of S1..S<enrol_from>) and the file
+    indices of the queries scored against them: the user's other genuine signatures, its skilled
+    forgeries, and the genuine signatures of the other users of the fold (random forgeries)."""
+    refs = [corpus.index(u, int(s)) for s in rng.choice(np.arange(1, args.enrol_from + 1), args.enrol, replace=False)]
+    queries = {
+        "genuine": [corpus.index(u, s) for s in range(1, args.genuine + 1) if corpus.index(u, s) not in refs],
+        "skilled": [i for i in np.nonzero(corpus.user == u)[0] if corpus.number[i] > args.genuine],
+        "random": [corpus.index(v, s) for v in fold_users if v != u for s in range(1, args.genuine + 1)],
+    }
+    return refs, queries
+
+
 def scores_for_trial(dist: Dict[str, np.ndarray], corpus: Corpus, fold_users: List[int], rng: np.random.Generator,
                      args: Args, reduction: str) -> Dict[str, Dict[int, Dict[str, np.ndarray]]]:
     """Per system and user: normalised scores of the genuine, skilled and random queries."""
@@ -224,12 +238,7 @@ def scores_for_trial(dist: Dict[str, np.ndarray], corpus: Corpus, fold_users: Li
 
     out: Dict[str, Dict[int, Dict[str, np.ndarray]]] = {s: {} for s in dist}
     for u in fold_users:
-        refs = [corpus.index(u, int(s)) for s in rng.choice(np.arange(1, args.enrol_from + 1), args.enrol, replace=False)]
-        queries = {
-            "genuine": [corpus.index(u, s) for s in range(1, args.genuine + 1) if corpus.index(u, s) not in refs],
-            "skilled": [i for i in np.nonzero(corpus.user == u)[0] if corpus.number[i] > args.genuine],
-            "random": [corpus.index(v, s) for v in fold_users if v != u for s in range(1, args.genuine + 1)],
-        }
+        refs, queries = enrolment_draw(corpus, u, fold_users, rng, args)
         for system, d in dist.items():
             rr = d[np.ix_(refs, refs)]
             out[system][u] = {k: normalized_scores(d[np.ix_(q, refs)], rr, reduction) for k, q in queries.items()}

@@ -6,19 +6,18 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Optional, Union
+from typing import Union
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def launch_two(*args: Union[str, Path], timeout: float = 300, check: bool = True,
-               cwd: Optional[Path] = None) -> subprocess.CompletedProcess:
+def launch_two(*args: Union[str, Path], timeout: float = 300) -> subprocess.CompletedProcess:
     """``accelerate launch`` with 2 CPU processes of ``args`` (a script path and its arguments,
-    or ``-m module ...``), one torch thread each. With ``check`` a failure shows both outputs."""
+    or ``-m module ...``), one torch thread each, from the repository root; asserts that it
+    exited 0 (showing the end of both outputs if not)."""
     env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", *map(str, args)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd or ROOT)
-    if check:
-        assert proc.returncode == 0, f"2-process run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    assert proc.returncode == 0, f"2-process run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc

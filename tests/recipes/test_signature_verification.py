@@ -175,8 +175,6 @@ def test_two_processes_train_one_model_per_fold_and_write_once(tmp_path):
     """``accelerate launch --multi_gpu --num_processes 2`` on a CPU-only machine: the recipe's
     process state is the trainer's (one gloo group of 2, not two lone processes that each think
     they are the main one), so each fold trains on 2 processes and the results are written once."""
-    import os
-
     data = synthetic_svc2004_folder(tmp_path / "data", users=4, genuine=6, forgeries=4, length=30, forgery_noise=120.0)
     proc = launch_two(RECIPE, "--data", data, "--output", tmp_path / "out", *TINY)
     assert proc.stdout.count("wrote ") == 1 and proc.stdout.count("signature_verification: ") == 1
