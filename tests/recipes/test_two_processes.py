@@ -7,9 +7,8 @@ import json
 import subprocess
 from pathlib import Path
 
-import numpy as np
-
 from tests.launch import ROOT, launch_two
+from tests.recipes.test_image_few_labels import make_classes
 from tests.recipes.test_stock_prediction import write_prices
 from tests.recipes.test_text_classification import TINY as TEXT_TINY, _sms_file
 
@@ -45,8 +44,6 @@ def test_stock_prediction(tmp_path):
 
 
 def test_image_few_labels(tmp_path):
-    from tests.recipes.test_image_few_labels import make_classes
-
     make_classes(tmp_path / "data")
     out = tmp_path / "out"
     proc = launch_recipe("image_few_labels", "--data", str(tmp_path / "data"), "--output", str(out),
@@ -57,11 +54,9 @@ def test_image_few_labels(tmp_path):
 
 
 def test_context_filling_text(tmp_path):
-    rng = np.random.default_rng(0)
-    words = ["free", "call", "now", "see", "you", "later", "the", "prize", "home", "soon"]
-    (tmp_path / "sms.tsv").write_text("\n".join(f"ham\t{' '.join(rng.choice(words, 6))}" for _ in range(40)) + "\n")
+    data = _sms_file(tmp_path / "sms.tsv")
     out = tmp_path / "out"
-    proc = launch_recipe("context_filling", "--modality", "text", "--data", str(tmp_path / "sms.tsv"), "--output",
+    proc = launch_recipe("context_filling", "--modality", "text", "--data", str(data), "--output",
                          str(out), "--epochs", "1", "--batch-size", "8", "--decoder-dim", "16", "--decoder-depth", "1",
                          "--decoder-heads", "2", "--no-progress")
     assert proc.stdout.count("wrote ") == 1
