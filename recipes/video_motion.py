@@ -69,6 +69,7 @@ class VideoMotionArgs:
     ssl_model: str = ""
     ssl_init: str = ""
     motion_encoders: str = "ssl"
+    pretrain_only: bool = False
     seed: int = 0
     progress: bool = True
     quick: bool = False
@@ -135,6 +136,9 @@ def parse_args(argv: Optional[List[str]] = None) -> VideoMotionArgs:
     p.add_argument("--motion-encoders", default=d.motion_encoders,
                    help="encoders compared with scratch in (b): ssl (the --ssl-method encoder) and/or predictor "
                         "(the encoder of the SSL-initialised future-frame predictor, itself self-supervised)")
+    p.add_argument("--pretrain-only", action="store_true",
+                   help="stop once the SSL model is saved in <output>/final (e.g. pretrain on a GPU machine, "
+                        "then evaluate anywhere with --ssl-model)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--quick", action="store_true", help="tiny smoke run (overrides the sizes)")
@@ -165,6 +169,8 @@ def parse_args(argv: Optional[List[str]] = None) -> VideoMotionArgs:
             p.error(f"{option} {path}: not a saved model folder (no config.json)")
     if args.ssl_model and args.ssl_init:
         p.error("--ssl-model (no pretraining) and --ssl-init (more pretraining) exclude each other")
+    if args.ssl_model and args.pretrain_only:
+        p.error("--ssl-model (no pretraining) and --pretrain-only exclude each other")
     if args.motion_pool < 4 * args.labels_per_class:
         p.error(f"--motion-pool {args.motion_pool} is too small for {args.labels_per_class} labels per class")
     return args
@@ -349,6 +355,9 @@ def run_video_motion(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                  ).save_pretrained(out / "final")
         print(f"SSL ({args.ssl_method}) done in {t_ssl:.0f}s: {history[-1] if history else {}}; "
               f"model in {out / 'final'}")
+        if args.pretrain_only:
+            state.wait_for_everyone()
+            return {"pretext": pretext, "pretext_history": history}
     else:
         print(f"SSL ({args.ssl_method}) encoder loaded from {args.ssl_model}")
 

@@ -98,6 +98,26 @@ def test_saved_ssl_model_is_reused_without_pretraining(tmp_path: Path, capsys: p
     assert not bad.exists()
 
 
+def test_pretrain_only_saves_the_model_and_stops(tmp_path: Path) -> None:
+    """--pretrain-only writes <output>/final and nothing downstream; that model then serves
+    --ssl-model exactly as a full run's would, and the two options exclude each other."""
+    from multissl.model import SSLModel
+
+    digits = write_digits(tmp_path / "digits.npy")
+    full, only, reuse = tmp_path / "full", tmp_path / "only", tmp_path / "reuse"
+    assert main(["--data", str(digits), "--output", str(only), "--quick", "--no-progress", "--pretrain-only"]) == 0
+    assert sorted(p.name for p in only.iterdir()) == ["final"]
+    assert SSLModel.from_pretrained(only / "final").config["method"] == "future_frame"
+    assert main(["--data", str(digits), "--output", str(full), "--quick", "--no-progress"]) == 0
+    assert main(["--data", str(digits), "--output", str(reuse), "--quick", "--no-progress",
+                 "--ssl-model", str(only / "final")]) == 0
+    a, b = (json.loads((d / "metrics.json").read_text()) for d in (full, reuse))
+    assert b["motion"]["results"]["ssl_probe"] == a["motion"]["results"]["ssl_probe"]
+    with pytest.raises(SystemExit) as e:
+        parse_args(["--data", str(digits), "--ssl-model", str(only / "final"), "--pretrain-only"])
+    assert e.value.code == 2
+
+
 def test_ssl_init_continues_pretraining_from_a_saved_encoder(tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """--ssl-init starts the pretraining from a saved model's encoder weights (then trains it:
