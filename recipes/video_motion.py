@@ -191,25 +191,27 @@ def _batches(n: int, batch_size: int, steps: int, seed: int) -> List[Any]:
     return out
 
 
-def train_predictor(encoder: Any, adapter: Any, train: Any, args: VideoMotionArgs) -> Any:
-    """:class:`FutureFrame` around ``encoder`` (copied), trained ``--predictor-steps`` steps; the
-    decoder's initialisation and the batches depend on ``--seed`` only."""
+def train_predictor(encoder: Any, adapter: Any, train: Any, args: VideoMotionArgs, device: Any = "cpu") -> Any:
+    """:class:`FutureFrame` around ``encoder`` (copied), trained ``--predictor-steps`` steps on
+    ``device``; the decoder's initialisation and the batches depend on ``--seed`` only."""
     import torch
 
     from multissl.adapters import take
+    from multissl.adapters.base import to_device
     from multissl.methods import build_method
 
     torch.manual_seed(args.seed + 1)
     method = build_method("future_frame", copy.deepcopy(encoder), adapter.embed_dim(encoder),
                           context_frames=args.context_frames, future_frames=args.future_frames)
     method.bind_adapter(adapter)
+    method.to(device)
     opt = torch.optim.AdamW(method.parameters(), lr=args.predictor_lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.predictor_lr, total_steps=args.predictor_steps,
                                                 pct_start=0.1)
     method.train()
     history = []
     for step, idx in enumerate(_batches(len(train["video"]), args.batch_size, args.predictor_steps, args.seed)):
-        out = method([adapter.eval_transform(take(train, idx))])
+        out = method([adapter.eval_transform(to_device(take(train, idx), device))])
         opt.zero_grad(set_to_none=True)
         out["loss"].backward()
         opt.step()
@@ -224,15 +226,17 @@ def evaluate_predictor(method: Any, adapter: Any, test: Any, batch_size: int = 6
     import torch
 
     from multissl.adapters import take
+    from multissl.adapters.base import to_device
     from multissl.evaluation.video_prediction import copy_last_frame, mse_by_time, per_frame_mae
 
     method.eval()
+    device = next(method.parameters()).device
     n = len(test["video"])
     sums = {"model": 0.0, "copy_last": 0.0, "black": 0.0, "model_mae": 0.0}
     by_time = 0.0
     with torch.no_grad():
         for s in range(0, n, batch_size):
-            x = adapter.eval_transform(take(test, torch.arange(s, min(n, s + batch_size))))
+            x = adapter.eval_transform(to_device(take(test, torch.arange(s, min(n, s + batch_size))), device))
             context, future, _ = method.split(x)
             pred = method.predict(context)
             b = len(x)
@@ -256,15 +260,17 @@ def save_strip(predictors: Dict[str, Any], adapter: Any, test: Any, path: Path, 
     import torch
 
     from multissl.adapters import take
+    from multissl.adapters.base import to_device
 
-    x = adapter.eval_transform(take(test, torch.arange(min(rows, len(test["video"])))))
     any_method = next(iter(predictors.values()))
+    device = next(any_method.parameters()).device
+    x = adapter.eval_transform(to_device(take(test, torch.arange(min(rows, len(test["video"])))), device))
     context, future, _ = any_method.split(x)
-    lines = [("context", any_method.to_pixels(context)), ("true future", future)]
+    lines = [("context", any_method.to_pixels(context).cpu()), ("true future", future.cpu())]
     with torch.no_grad():
         for name, m in predictors.items():
             m.eval()
-            lines.append((f"predicted ({name})", m.predict(context)))
+            lines.append((f"predicted ({name})", m.predict(context).cpu()))
     n_cols = max(context.shape[2], future.shape[1])
     fig, axes = plt.subplots(len(x) * len(lines), n_cols, figsize=(n_cols * 0.9, len(x) * len(lines) * 0.95))
     axes = axes.reshape(len(x) * len(lines), n_cols)
@@ -369,7 +375,7 @@ def run_video_motion(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     t1 = time.perf_counter()
     predictors, prediction = {}, {}
     for name, enc in (("scratch", scratch_encoder), ("ssl", ssl_encoder)):
-        m, curve = train_predictor(enc, pred_adapter, train, args)
+        m, curve = train_predictor(enc, pred_adapter, train, args, state.device)
         predictors[name] = m
         prediction[name] = {**evaluate_predictor(m, pred_adapter, test), "train_curve": curve}
         print(f"predictor ({name}): test MSE/frame {prediction[name]['mse']:.2f}")
