@@ -27,6 +27,7 @@ import sys
 import time
 
 import numpy as np
+from sklearn.decomposition import TruncatedSVD
 from sklearn.metrics import f1_score
 
 from multissl.recipes import _text_classification as tc
@@ -60,8 +61,6 @@ def main() -> int:
     a = p.parse_args()
     args = tc.Args(data=resolve_data(a.data), output="-", positive_label="spam")
     texts, y, _, pos = tc.load_corpus(args)
-    from sklearn.decomposition import TruncatedSVD
-
     tfidf = tc.tfidf_features(texts).transform(texts)
     sets = {"tfidf": tfidf, "ssl_mean": np.load(a.feats)["mean"]}
     # the graph of the TF-IDF side is built on a 256-d LSA of it (kNN on the sparse matrix is the

@@ -362,6 +362,7 @@ def run_video_motion(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         print(f"SSL ({args.ssl_method}) done in {t_ssl:.0f}s: {history[-1] if history else {}}; "
               f"model in {out / 'final'}")
         if args.pretrain_only:
+            print("stopping here (--pretrain-only); evaluate later with --ssl-model")
             state.wait_for_everyone()
             return {"pretext": pretext, "pretext_history": history}
     else:
