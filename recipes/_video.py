@@ -67,16 +67,19 @@ def motion_sets(digits: np.ndarray, num_pool: int, num_test: int, frames: int, s
 def pretrain_encoder(method_name: str, adapter: Any, prepared: Any, encoder_width: int, epochs: int,
                      batch_size: int, seed: int, progress: bool, lr: Optional[float] = None,
                      method_kwargs: Optional[Dict[str, Any]] = None,
-                     init: Optional[Any] = None) -> Tuple[Any, List[Dict[str, Any]], float]:
+                     init: Optional[Any] = None) -> Tuple[Any, List[Dict[str, Any]], float, Dict[str, Any]]:
     """Build ``c3d_small`` and train it with ``method_name`` on ``prepared`` (no labels);
     ``init``: an encoder of the same shape whose weights it starts from (a warm restart).
 
-    Returns ``(method, history, seconds)``; the method keeps its head (pretext accuracy).
+    Returns ``(method, history, seconds, training)``; the method keeps its head (pretext
+    accuracy); ``training`` is what a saved model's config records of the run (epochs, batch,
+    the trainer's resolved optimiser, precision and number of processes).
     """
     import time
 
     import torch
 
+    from multissl.adapters.base import num_records
     from multissl.methods import build_method
     from multissl.trainer import TrainConfig, Trainer
 
@@ -87,8 +90,12 @@ def pretrain_encoder(method_name: str, adapter: Any, prepared: Any, encoder_widt
         encoder.load_state_dict(init.state_dict())
     method = build_method(method_name, encoder, adapter.embed_dim(encoder), **(method_kwargs or {}))
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=progress, trackers=None)
-    history = Trainer(method, adapter, config).fit(prepared)
-    return method, history, time.perf_counter() - t0
+    trainer = Trainer(method, adapter, config)
+    history = trainer.fit(prepared)
+    seconds = time.perf_counter() - t0
+    training = {"epochs": epochs, "batch_size": batch_size, "seed": seed, "num_records": num_records(prepared),
+                "train_seconds": round(seconds, 1), **trainer.resolved}
+    return method, history, seconds, training
 
 
 def motion_few_labels(encoder: Any, adapter: Any, sets: Dict[str, Any], encoder_width: int,

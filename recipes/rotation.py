@@ -121,7 +121,7 @@ def run_video(args: PretextArgs) -> Dict[str, Any]:
         raise DataError(f"{args.data}: rotation needs square frames, got {h}x{w}; pass --image-size")
     print(f"rotation (video): {source}; {len(sets['test'])} held out; pretraining 3D rotation on "
           f"{len(sets['pool'])} clips without labels")
-    method, history, t_pre = pretrain_encoder("rotation", adapter, unlabeled, width, args.epochs, args.batch_size,
+    method, history, t_pre, training = pretrain_encoder("rotation", adapter, unlabeled, width, args.epochs, args.batch_size,
                                               args.seed, args.progress, lr=args.lr, method_kwargs=args.method_kwargs)
     heldout = pretext_accuracy(method, adapter, held_out)
     pretext = {"task": "rotation (3D, whole clips)", "heldout_accuracy": heldout, "chance": 0.25,
@@ -141,7 +141,7 @@ def run_video(args: PretextArgs) -> Dict[str, Any]:
                                                "method_hparams": method.hparams(),
                                                "encoder": {"name": "c3d_small", "kwargs": {"width": width}},
                                                "embed_dim": adapter.embed_dim(method.encoder),
-                                               "history": history})
+                                               "training": training, "history": history})
     model.save_pretrained(out / "final", metrics={"pretext_heldout_accuracy": heldout})
     print()
     print(f"{'pretext accuracy (3D rotation), held-out clips':<48}{heldout:>8.3f}   (chance 0.250)")

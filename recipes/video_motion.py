@@ -336,7 +336,7 @@ def run_video_motion(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         history = loaded.config.get("history") or []
         hparams = loaded.config.get("method_hparams") or {}
     else:
-        method, history, t_ssl = pretrain_encoder(args.ssl_method, ssl_adapter, train, args.encoder_width,
+        method, history, t_ssl, training = pretrain_encoder(args.ssl_method, ssl_adapter, train, args.encoder_width,
                                                   args.ssl_epochs, args.batch_size, args.seed, args.progress,
                                                   method_kwargs=json.loads(args.ssl_hparams),
                                                   init=init.encoder if init is not None else None)
@@ -356,7 +356,7 @@ def run_video_motion(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         # saved before the downstream stages: the hour of pretraining is reusable (--ssl-model)
         SSLModel(adapter, ssl_encoder, {"adapter": "video", "method": args.ssl_method, "method_hparams": hparams,
                                         "encoder": {"name": "c3d_small", "kwargs": {"width": args.encoder_width}},
-                                        "embed_dim": adapter.embed_dim(ssl_encoder),
+                                        "embed_dim": adapter.embed_dim(ssl_encoder), "training": training,
                                         "history": history, "initialised_from": args.ssl_init or None}
                  ).save_pretrained(out / "final")
         print(f"SSL ({args.ssl_method}) done in {t_ssl:.0f}s: {history[-1] if history else {}}; "

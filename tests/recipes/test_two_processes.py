@@ -11,6 +11,7 @@ from tests.launch import ROOT, launch_two
 from tests.recipes.test_image_few_labels import make_classes
 from tests.recipes.test_stock_prediction import write_prices
 from tests.recipes.test_text_classification import TINY as TEXT_TINY, _sms_file
+from tests.recipes.test_video_motion import write_digits
 
 
 def launch_recipe(recipe: str, *args: str) -> subprocess.CompletedProcess:
@@ -60,4 +61,12 @@ def test_context_filling_text(tmp_path):
                          str(out), "--epochs", "1", "--batch-size", "8", "--decoder-dim", "16", "--decoder-depth", "1",
                          "--decoder-heads", "2", "--no-progress")
     assert proc.stdout.count("wrote ") == 1
+    assert trained_processes(out) == 2
+
+
+def test_video_motion_pretrain_only(tmp_path):
+    out = tmp_path / "out"
+    proc = launch_recipe("video_motion", "--data", str(write_digits(tmp_path / "digits.npy")), "--output", str(out),
+                         "--quick", "--pretrain-only", "--no-progress")
+    assert proc.stdout.count("stopping here") == 1
     assert trained_processes(out) == 2

@@ -107,7 +107,9 @@ def test_pretrain_only_saves_the_model_and_stops(tmp_path: Path) -> None:
     full, only, reuse = tmp_path / "full", tmp_path / "only", tmp_path / "reuse"
     assert main(["--data", str(digits), "--output", str(only), "--quick", "--no-progress", "--pretrain-only"]) == 0
     assert sorted(p.name for p in only.iterdir()) == ["final"]
-    assert SSLModel.from_pretrained(only / "final").config["method"] == "future_frame"
+    config = SSLModel.from_pretrained(only / "final").config
+    assert config["method"] == "future_frame" and config["training"]["num_processes"] == 1
+    assert config["training"]["num_records"] == 32 and config["training"]["epochs"] == 1  # --quick sizes
     assert main(["--data", str(digits), "--output", str(full), "--quick", "--no-progress"]) == 0
     assert main(["--data", str(digits), "--output", str(reuse), "--quick", "--no-progress",
                  "--ssl-model", str(only / "final")]) == 0
