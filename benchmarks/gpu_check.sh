@@ -50,17 +50,7 @@ RESULTS=${OUT:-$ROOT/benchmarks/results/gpu}
 mkdir -p "$RESULTS"
 exec > >(tee "$RESULTS/gpu_check.log") 2>&1
 export PYTHONUNBUFFERED=1 MULTISSL_SHARED=$ROOT/shared_data
-PY=${PYTHON:-python3}
-[[ -x .venv/bin/python && "$DEVICE" == cpu ]] && PY=.venv/bin/python
-
-if ! $PY -c "import multissl.adapters" 2>/dev/null; then
-    if compgen -G ".whl/*.whl" >/dev/null; then
-        $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-        export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
-    fi
-    # editable install: multissl.adapters / multissl.recipes are mapped folders (pyproject.toml)
-    $PY -m pip install -q --no-index --no-deps --no-build-isolation -e . >/dev/null
-fi
+source benchmarks/_device_env.sh
 for f in "$DATA/$SHARD" "$DATA/test-00000-of-00001.parquet"; do
     if [[ ! -f "$f" ]]; then
         echo "gpu_check: $f missing; run 'benchmarks/gpu_check.sh prepare' here and carry shared_data" >&2

@@ -42,15 +42,7 @@ MAX_EPOCHS=${GPU_MAX_EPOCHS:-200}
 mkdir -p "$RESULTS" && rm -rf "$WORK" && mkdir -p "$WORK"
 exec > >(tee "$RESULTS/gpu_video_motion.log") 2>&1
 export PYTHONUNBUFFERED=1
-PY=${PYTHON:-python3}
-[[ -x .venv/bin/python && "$DEVICE" == cpu ]] && PY=.venv/bin/python
-if ! $PY -c "import multissl.adapters" 2>/dev/null; then
-    if compgen -G ".whl/*.whl" >/dev/null; then
-        $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-        export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
-    fi
-    $PY -m pip install -q --no-index --no-deps --no-build-isolation -e . >/dev/null
-fi
+source benchmarks/_device_env.sh
 [[ -f "$DATA/t10k-images-idx3-ubyte.gz" ]] || { echo "gpu_video_motion: $DATA missing; run prepare here" >&2; exit 2; }
 $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(),
 torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"

@@ -17,12 +17,12 @@ saved, and prints spam F1 as fitted, after the EM correction (prior estimated on
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 import numpy as np
 from sklearn.metrics import f1_score
 
+from _common import write_json
 from multissl.recipes import _text_classification as tc
 from multissl.recipes.spam_detection import resolve_data
 
@@ -80,8 +80,7 @@ def main() -> int:
             m = {key: float(np.mean(v)) for key, v in rows.items()}
             print(f"{name:24s} {k:3d} {m['fitted']:10.3f} {m['em']:10.3f} {m['true_prior']:11.3f} {m['em_spam_prior']:12.3f}")
     if a.json:
-        with open(a.json, "w") as f:
-            json.dump({"argv": sys.argv, "results": results}, f, indent=1)
+        write_json(a.json, {"argv": sys.argv, "results": results})
     return 0
 
 

@@ -22,7 +22,6 @@ the recipe's splits and labelled subsets, for the TF-IDF baseline and the SSL fe
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
@@ -30,6 +29,7 @@ import numpy as np
 from sklearn.decomposition import TruncatedSVD
 from sklearn.metrics import f1_score
 
+from _common import write_json
 from multissl.recipes import _text_classification as tc
 from multissl.recipes.spam_detection import resolve_data
 
@@ -99,8 +99,7 @@ def main() -> int:
             print(f"{name:10s} {k:3d} " + " ".join(f"{np.mean(rows[c]):12.3f}" for c in cols)
                   + f"   ({time.perf_counter() - t0:.0f}s)", flush=True)
     if a.json:
-        with open(a.json, "w") as f:
-            json.dump({"argv": sys.argv, "results": results}, f, indent=1)
+        write_json(a.json, {"argv": sys.argv, "results": results})
     return 0
 
 
