@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from multissl.recipes import available_recipes
 from multissl.recipes.video_motion import main, parse_args
@@ -118,6 +119,32 @@ def test_pretrain_only_saves_the_model_and_stops(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as e:
         parse_args(["--data", str(digits), "--ssl-model", str(only / "final"), "--pretrain-only"])
     assert e.value.code == 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_quick_run_on_gpu_trains_everything_there(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a GPU machine the pretraining, the future-frame predictors and the fine-tuning all run on
+    the GPU (benchmarks/gpu_check.sh runs the GPU-only tests)."""
+    import multissl.recipes.video_motion as vm
+    from multissl.model import SSLModel
+
+    devices = []
+    original = vm.train_predictor
+
+    def spy(*args, **kwargs):
+        method, curve = original(*args, **kwargs)
+        devices.append(next(method.parameters()).device.type)
+        return method, curve
+
+    monkeypatch.setattr(vm, "train_predictor", spy)
+    out = tmp_path / "gpu"
+    assert main(["--data", str(write_digits(tmp_path / "digits.npy")), "--output", str(out), "--quick",
+                 "--no-progress"]) == 0
+    assert devices == ["cuda", "cuda"]
+    if torch.cuda.is_bf16_supported():  # the trainer's "auto" precision on such GPUs
+        assert SSLModel.from_pretrained(out / "final").config["training"]["mixed_precision"] == "bf16"
+    m = json.loads((out / "metrics.json").read_text())
+    assert np.isfinite(m["prediction"]["ssl"]["mse"]) and (out / "prediction_strip.png").stat().st_size > 1000
 
 
 def test_ssl_init_continues_pretraining_from_a_saved_encoder(tmp_path: Path,
