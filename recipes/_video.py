@@ -54,14 +54,17 @@ def split_digits(digits: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
 def motion_sets(digits: np.ndarray, num_pool: int, num_test: int, frames: int, seed: int) -> Dict[str, Any]:
     """Moving MNIST clips whose digits share one direction, labelled by that direction (0 right,
     1 up, 2 left, 3 down): a labelled pool from the training digits and a test set from the
-    held-out digits. Returns ``{"videos": uint8 (N, T, S, S), "labels", "pool", "test"}``."""
+    held-out digits. Returns ``{"videos": uint8 (N, T, S, S), "labels", "pool", "test",
+    "velocity", "positions"}`` (the last two: the generator's ground truth, see
+    :class:`~multissl.adapters.video_moving_mnist.MovingMNIST`)."""
     from multissl.adapters.video_moving_mnist import moving_mnist
 
     train_digits, test_digits = split_digits(digits)
     a = moving_mnist(train_digits, num_sequences=num_pool, num_frames=frames, seed=seed + 2, same_direction=True)
     b = moving_mnist(test_digits, num_sequences=num_test, num_frames=frames, seed=seed + 3, same_direction=True)
     return {"videos": np.concatenate([a.videos, b.videos]), "labels": np.concatenate([a.direction, b.direction]),
-            "pool": np.arange(num_pool), "test": np.arange(num_pool, num_pool + num_test)}
+            "pool": np.arange(num_pool), "test": np.arange(num_pool, num_pool + num_test),
+            "velocity": np.concatenate([a.velocity, b.velocity]), "positions": np.concatenate([a.positions, b.positions])}
 
 
 def pretrain_encoder(method_name: str, adapter: Any, prepared: Any, encoder_width: int, epochs: int,

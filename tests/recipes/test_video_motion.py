@@ -238,3 +238,14 @@ def test_listed_and_runnable_as_a_script_and_a_module() -> None:
     for cmd in ([sys.executable, str(RECIPE), "--help"], [sys.executable, "-m", "multissl.recipes.video_motion", "--help"]):
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         assert r.returncode == 0 and "--predictor-steps" in r.stdout
+
+
+def test_motion_sets_carry_the_generator_ground_truth(tmp_path: Path) -> None:
+    """The direction clips come with the velocities and positions they were drawn from; the
+    labels are the quadrant of the summed initial velocity (benchmarks/video_motion_ceiling.py)."""
+    from multissl.adapters.video_moving_mnist import direction_of
+    from multissl.recipes._video import load_digits, motion_sets
+
+    sets = motion_sets(load_digits(str(write_digits(tmp_path / "d.npy"))), 12, 8, 6, seed=0)
+    assert sets["velocity"].shape == (20, 2, 2) and sets["positions"].shape == (20, 6, 2, 2)
+    np.testing.assert_array_equal(direction_of(sets["velocity"].sum(axis=1)), sets["labels"])
