@@ -4,7 +4,8 @@ embedding's EER moves with the mined positives, the augmentation and the encoder
 Pretrains the recipe's encoder on the other folds' signatures exactly as the recipe does (same
 fold split, seed ``--seed + fold``, ``pretrain`` with the signature adapter), with the variant's
 options (``--variant``: JSON of ``pretrain`` keywords, plus ``k`` for the mutual DTW neighbours
-used as positives, 0 for none), embeds the fold's signatures and scores them with the recipe's
+used as positives, 0 for none, or ``"writer_positives": true`` for a diagnostic ceiling that is
+not SSL: every genuine signature's positives are its writer's other genuine ones), embeds the fold's signatures and scores them with the recipe's
 own enrolment draws and EER; DTW comes from a finished recipe run's ``distances.npz`` (``--run``).
 The all-pairs mining DTW (about 3 minutes) is cached in ``--cache``. Prints one line::
 
@@ -30,6 +31,20 @@ from multissl.recipes.signature_verification import (Args, load_corpus, mining_d
 from multissl.trainer import embed_prepared
 
 
+def same_writer_positives(user: np.ndarray, genuine: np.ndarray) -> torch.Tensor:
+    """(N, G) table: each genuine signature's partners are the other genuine signatures of its
+    writer (the labels a writer-independent SSL run never sees); forgeries get only themselves."""
+    n = len(user)
+    groups = {u: np.nonzero((user == u) & genuine)[0] for u in np.unique(user)}
+    width = max(len(g) for g in groups.values()) - 1
+    table = np.repeat(np.arange(n)[:, None], width, axis=1)
+    for g in groups.values():
+        for i in g:
+            others = g[g != i]
+            table[i, :len(others)] = others
+    return torch.as_tensor(table)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default="../shared/data/svc2004_task2")
@@ -49,8 +64,11 @@ def main() -> int:
     in_fold = np.isin(corpus.user, fold)
     train_idx, eval_idx = np.nonzero(~in_fold)[0], np.nonzero(in_fold)[0]
     k = int(spec.pop("k", 3))
+    writer_positives = bool(spec.pop("writer_positives", False))
     positives = None
-    if k:
+    if writer_positives:  # a diagnostic ceiling, not SSL: the writers' labels choose the positives
+        positives = same_writer_positives(corpus.user[train_idx], corpus.number[train_idx] <= 20)
+    elif k:
         cache = Path(a.cache)
         mining = np.load(cache) if cache.is_file() else mining_distances(corpus, True)
         if not cache.is_file():
