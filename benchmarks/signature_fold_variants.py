@@ -5,7 +5,8 @@ Pretrains the recipe's encoder on the other folds' signatures exactly as the rec
 fold split, seed ``--seed + fold``, ``pretrain`` with the signature adapter), with the variant's
 options (``--variant``: JSON of ``pretrain`` keywords, plus ``k`` for the mutual DTW neighbours
 used as positives, 0 for none, or ``"writer_positives": true`` for a diagnostic ceiling that is
-not SSL: every genuine signature's positives are its writer's other genuine ones), embeds the fold's signatures and scores them with the recipe's
+not SSL: every genuine signature's positives are its writer's other genuine ones), embeds the
+fold's signatures and scores them with the recipe's
 own enrolment draws and EER; DTW comes from a finished recipe run's ``distances.npz`` (``--run``).
 The all-pairs mining DTW (about 3 minutes) is cached in ``--cache``. Prints one line::
 
@@ -67,7 +68,7 @@ def main() -> int:
     writer_positives = bool(spec.pop("writer_positives", False))
     positives = None
     if writer_positives:  # a diagnostic ceiling, not SSL: the writers' labels choose the positives
-        positives = same_writer_positives(corpus.user[train_idx], corpus.number[train_idx] <= 20)
+        positives = same_writer_positives(corpus.user[train_idx], corpus.number[train_idx] <= Args.genuine)
     elif k:
         cache = Path(a.cache)
         mining = np.load(cache) if cache.is_file() else mining_distances(corpus, True)
