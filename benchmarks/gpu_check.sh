@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every GPU check of issue 9 in one go, about 5-6 minutes of device time:
-#   0. the GPU-only tests (pytest -k gpu: image views on the device, video_motion --quick with
-#      every stage on the GPU; a failure is reported and the checks go on);
+#   0. the GPU tests (pytest -k "gpu or device": image views on the device, video_motion --quick
+#      training its predictors on the GPU; a failure is reported and the checks go on);
 #   1. the headline: SimCLR on the full CIFAR-10 train split with lightly's own benchmark settings
 #      (ResNet-18, batch 512, bf16, 25 epochs, kNN k=200 on the test split), multissl and lightly
 #      side by side (benchmarks/cifar10_knn.py --device cuda; lightly alone took 159 s on an H200);
@@ -77,7 +77,7 @@ if [[ "$DEVICE" == cpu ]]; then
     fi
 else
     # the GPU-only tests (image views on the device; video_motion --quick: every stage on the GPU)
-    $PY -m pytest -q -rs -p no:cacheprovider -k gpu tests/adapters/test_image_adapter.py tests/recipes/test_video_motion.py || true
+    $PY -m pytest -q -rs -p no:cacheprovider -k "gpu or device" tests/adapters/test_image_adapter.py tests/recipes/test_video_motion.py || true
     # 50,000 + 10,000 CIFAR-10 images, 25 epochs of batch 512, bf16; lightly with min(12, CPUs) workers
     $PY benchmarks/cifar10_knn.py --device cuda --data "$DATA" --output "$RESULTS/cifar10_knn_cuda.json"
     $PY benchmarks/modality_throughput.py --modality all --device cuda --output "$RESULTS"

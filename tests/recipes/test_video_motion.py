@@ -121,10 +121,11 @@ def test_pretrain_only_saves_the_model_and_stops(tmp_path: Path) -> None:
     assert e.value.code == 2
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
-def test_quick_run_on_gpu_trains_everything_there(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """On a GPU machine the pretraining, the future-frame predictors and the fine-tuning all run on
-    the GPU (benchmarks/gpu_check.sh runs the GPU-only tests)."""
+def test_quick_run_trains_the_predictors_on_the_process_device(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The future-frame predictors train where the process's device is: the CPU here, the GPU on
+    a GPU machine (with bf16 pretraining there; benchmarks/gpu_check.sh runs this file's GPU
+    checks with ``-k gpu or device``)."""
     import multissl.recipes.video_motion as vm
     from multissl.model import SSLModel
 
@@ -140,8 +141,9 @@ def test_quick_run_on_gpu_trains_everything_there(tmp_path: Path, monkeypatch: p
     out = tmp_path / "gpu"
     assert main(["--data", str(write_digits(tmp_path / "digits.npy")), "--output", str(out), "--quick",
                  "--no-progress"]) == 0
-    assert devices == ["cuda", "cuda"]
-    if torch.cuda.is_bf16_supported():  # the trainer's "auto" precision on such GPUs
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert devices == [expected, expected]
+    if expected == "cuda" and torch.cuda.is_bf16_supported():  # the trainer's "auto" precision there
         assert SSLModel.from_pretrained(out / "final").config["training"]["mixed_precision"] == "bf16"
     m = json.loads((out / "metrics.json").read_text())
     assert np.isfinite(m["prediction"]["ssl"]["mse"]) and (out / "prediction_strip.png").stat().st_size > 1000
