@@ -103,6 +103,28 @@ def evaluate(trials: List[Dict[int, Parts]], rule_w: Dict[int, Tuple[str, float]
     return out
 
 
+def rule_rows(trials: List[Dict[int, Parts]], folds: List[List[int]], names: List[str]) -> Dict[str, Dict]:
+    """EERs of SSL alone, DTW alone, and each rule in ``names`` (plus ``chosen``: rule and
+    weight chosen together) with its weight chosen for each fold on the *other* folds' users."""
+    err = {(r, w): user_errors(trials, r, w) for r in names for w in FUSION_GRID}
+    rows: Dict[str, Dict] = {}
+    singles = {"ssl": ("linear", 1.0), "dtw": ("linear", 0.0)}
+    for name, rw in singles.items():
+        rows[name] = {**evaluate(trials, {u: rw for f in folds for u in f}), "weights": None}
+    for name in list(names) + (["chosen"] if len(names) > 1 else []):
+        choice = []
+        for fold in folds:
+            others = [u for f in folds if f is not fold for u in f]
+            keys = [(r, w) for r in (names if name == "chosen" else [name]) for w in FUSION_GRID]
+            r, w = min(keys, key=lambda key: (np.mean([err[key][u] for u in others]), keys.index(key)))
+            choice.append((r, float(w)))
+        rows[name] = {**evaluate(trials, {u: c for f, c in zip(folds, choice) for u in f}),
+                      "weights": [[r, w] for r, w in choice]}
+        if len({r for r, _ in choice}) > 1:  # one threshold over scores of different rules means nothing
+            rows[name]["skilled_pooled"] = rows[name]["random_pooled"] = None
+    return rows
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", required=True, help="a finished signature_verification run (its distances.npz)")
@@ -121,22 +143,7 @@ def main() -> int:
     folds = user_folds(sorted(set(corpus.user.tolist())), a.folds)
     trials = draw_parts(dist, corpus, folds, args)
 
-    err = {(r, w): user_errors(trials, r, w) for r in RULES for w in FUSION_GRID}
-    rows: Dict[str, Dict] = {}
-    singles = {"ssl": ("linear", 1.0), "dtw": ("linear", 0.0)}
-    for name, rw in singles.items():
-        rows[name] = {**evaluate(trials, {u: rw for f in folds for u in f}), "weights": None}
-    for name in list(RULES) + ["chosen"]:
-        choice = []
-        for fold in folds:
-            others = [u for f in folds if f is not fold for u in f]
-            keys = [(r, w) for r in (RULES if name == "chosen" else [name]) for w in FUSION_GRID]
-            r, w = min(keys, key=lambda key: (np.mean([err[key][u] for u in others]), keys.index(key)))
-            choice.append((r, float(w)))
-        rows[name] = {**evaluate(trials, {u: c for f, c in zip(folds, choice) for u in f}),
-                      "weights": [[r, w] for r, w in choice]}
-        if len({r for r, _ in choice}) > 1:  # one threshold over scores of different rules means nothing
-            rows[name]["skilled_pooled"] = rows[name]["random_pooled"] = None
+    rows = rule_rows(trials, folds, list(RULES))
     dtw = rows["dtw"]["skilled_per_user"]
     print(f"{a.run}: {a.folds} folds, {a.trials} trials, seed {a.seed}; EER %")
     print(f"{'system':<10} {'skilled/user':>13} {'vs DTW':>7} {'skilled pooled':>15} {'random/user':>12}  cross-fold choice")

@@ -15,6 +15,16 @@ Per-user normalisation follows the classic reference-set recipe for online signa
 Kholmatov and Yanikoglu 2005): a questioned sample's distance to the enrolled references
 is divided by the typical distance *between* that user's references, so a threshold means
 the same for a consistent writer and for a variable one.
+
+Cohort scaling (:func:`cohort_scales`, :func:`locally_scaled`) is the label-free counterpart for
+embeddings: a sample's distances are divided by how far it lies from its nearest neighbours in
+a *cohort* of other people's samples (e.g. the encoder's own pretraining data), so a sample in
+a dense region of the embedding -- close to everything -- no longer looks close to its claimed
+owner just for that. It is the local scaling of Zelnik-Manor and Perona ("Self-tuning spectral
+clustering", NIPS 2004), ``d(a, b) / sqrt(s_a * s_b)``, with ``s`` the mean distance to the
+``k`` nearest cohort members as in the adaptive score normalisations of speaker verification
+(Matějka et al., "Analysis of score normalization in multilingual speaker recognition",
+Interspeech 2017).
 """
 from __future__ import annotations
 
@@ -122,5 +132,35 @@ def enrolment_scores(ref_to_ref: np.ndarray, reduction: str = "min") -> np.ndarr
     return out
 
 
+def cohort_scales(embeddings: np.ndarray, cohort: np.ndarray, k: int = 10) -> np.ndarray:
+    """(N,) mean Euclidean distance of each of N embeddings (N, D) to its ``k`` nearest members
+    of ``cohort`` (M, D): how crowded the embedding space is around each sample.
+
+    Example: embeddings [[0, 0]], cohort [[3, 4], [0, 1], [6, 8]], k = 2 -> the two nearest
+    are at 1 and 5, so the scale is 3.
+    """
+    z = np.asarray(embeddings, dtype=np.float64)
+    c = np.asarray(cohort, dtype=np.float64)
+    if z.ndim != 2 or c.ndim != 2 or z.shape[1] != c.shape[1]:
+        raise ConfigError(f"embeddings and cohort must be (N, D) and (M, D) arrays, got shapes {z.shape} and {c.shape}")
+    if not 1 <= int(k) <= len(c):
+        raise ConfigError(f"k must be between 1 and the cohort's size ({len(c)}), got {k}")
+    if not (np.isfinite(z).all() and np.isfinite(c).all()):
+        raise ConfigError("embeddings and cohort must be finite")
+    d = np.sqrt(np.maximum((z * z).sum(1)[:, None] - 2 * z @ c.T + (c * c).sum(1)[None, :], 0.0))
+    return np.sort(d, axis=1)[:, :int(k)].mean(axis=1)
+
+
+def locally_scaled(distances: np.ndarray, scales_a: np.ndarray, scales_b: np.ndarray) -> np.ndarray:
+    """``distances[i, j] / sqrt(scales_a[i] * scales_b[j])``: (A, B) distances divided by the
+    geometric mean of the two samples' :func:`cohort_scales`."""
+    d = np.asarray(distances, dtype=np.float64)
+    a = np.asarray(scales_a, dtype=np.float64).ravel()
+    b = np.asarray(scales_b, dtype=np.float64).ravel()
+    if d.shape != (len(a), len(b)):
+        raise ConfigError(f"distances {d.shape} do not match the scales ({len(a)}, {len(b)})")
+    return d / np.sqrt(np.maximum(np.outer(a, b), 1e-24))
+
+
 __all__ = ["ErrorRates", "error_rates", "eer", "det_points", "reference_distances", "reference_spread",
-           "normalized_scores", "enrolment_scores", "REDUCTIONS"]
+           "normalized_scores", "enrolment_scores", "cohort_scales", "locally_scaled", "REDUCTIONS"]

@@ -73,8 +73,8 @@ class TLoss(SiameseMethod):
     def __init__(self, encoder: nn.Module, embed_dim: int, **hparams: Any) -> None:
         super().__init__(encoder, embed_dim, **hparams)
         init_random_stream(self)
-        # the pool of earlier series: (N, C, T) zero-padded, and their lengths; not saved in
-        # checkpoints (a resumed run refills it within negative_pool / batch steps)
+        # the pool of earlier series: (N, C, T) zero-padded, and their lengths; in checkpoints
+        # through get_extra_state, so a resumed run draws the negatives an unbroken one would
         self._pool_x: Optional[torch.Tensor] = None
         self._pool_len: Optional[torch.Tensor] = None
 
@@ -117,7 +117,7 @@ class TLoss(SiameseMethod):
         pool = int(self._hparams["negative_pool"])
         source = x
         if pool and self._pool_x is not None and self._pool_x.shape[1] == x.shape[1]:
-            source = _stack_padded(x, self._pool_x.to(x.dtype))
+            source = _stack_padded(x, self._pool_x.to(device=x.device, dtype=x.dtype))
             d = self.sample(mask, next_generator(self, x.device), pool_lengths=self._pool_len)
         else:
             d = self.sample(mask, next_generator(self, x.device))
@@ -135,6 +135,26 @@ class TLoss(SiameseMethod):
         if pool and self.training:
             self._remember(x, mask, pool)
         return {"loss": loss, "std": embedding_std(ref), "positive_length": torch.tensor(float(d["s_pos"]))}
+
+    def get_extra_state(self) -> torch.Tensor:
+        """The negative pool for checkpoints, as one tensor (safetensors holds only tensors):
+        (N, C + 1, T), the series and then their lengths at step 0 of the extra channel; empty
+        when there is no pool."""
+        if self._pool_x is None:
+            return torch.zeros(0)
+        packed = F.pad(self._pool_x.detach().float(), (0, 0, 0, 1))
+        packed[:, -1, 0] = self._pool_len.to(packed.device).float()
+        return packed
+
+    def set_extra_state(self, state: Any) -> None:
+        if not torch.is_tensor(state) or state.numel() == 0:
+            self._pool_x = self._pool_len = None
+            return
+        if state.dim() != 3 or state.shape[1] < 2:
+            raise ConfigError(f"method 'tloss': a checkpoint's negative pool has shape {tuple(state.shape)}, "
+                              "expected (N, C + 1, T)")
+        self._pool_x = state[:, :-1].clone()
+        self._pool_len = state[:, -1, 0].round().long()
 
     @torch.no_grad()
     def _remember(self, x: torch.Tensor, mask: torch.Tensor, pool: int) -> None:

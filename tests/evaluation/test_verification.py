@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from multissl.errors import ConfigError
-from multissl.evaluation.verification import (det_points, eer, enrolment_scores, error_rates, normalized_scores,
-                                              reference_spread)
+from multissl.evaluation.verification import (cohort_scales, det_points, eer, enrolment_scores, error_rates,
+                                              locally_scaled, normalized_scores, reference_spread)
 
 
 def test_error_rates_at_every_threshold():
@@ -64,3 +64,36 @@ def test_enrolment_scores_leave_one_out():
     ref = np.array([[0.0, 2.0, 4.0], [2.0, 0.0, 6.0], [4.0, 6.0, 0.0]])
     # reference 0 vs {1, 2}: min(2, 4) / d(1, 2) = 2 / 6; reference 1: min(2, 6) / 4; reference 2: min(4, 6) / 2
     assert enrolment_scores(ref).tolist() == pytest.approx([2 / 6, 2 / 4, 4 / 2])
+
+
+def test_cohort_scales_hand_computed():
+    cohort = np.array([[3.0, 4.0], [0.0, 1.0], [6.0, 8.0]])
+    z = np.array([[0.0, 0.0], [6.0, 8.0]])
+    # sample 0: distances 5, 1, 10 -> two nearest 1, 5 -> 3; sample 1: 5, sqrt(85), 0 -> 0, 5 -> 2.5
+    assert cohort_scales(z, cohort, k=2).tolist() == pytest.approx([3.0, 2.5])
+    assert cohort_scales(z, cohort, k=1).tolist() == pytest.approx([1.0, 0.0], abs=1e-6)
+    assert cohort_scales(z, cohort, k=3).tolist() == pytest.approx([16 / 3, (5 + np.sqrt(85)) / 3])
+
+
+def test_locally_scaled_hand_computed_and_scale_free():
+    d = np.array([[2.0, 6.0]])
+    assert locally_scaled(d, [4.0], [1.0, 9.0]).ravel().tolist() == pytest.approx([1.0, 1.0])
+    # the same embeddings and cohort in other units give the same scaled distances
+    rng = np.random.default_rng(0)
+    z, cohort = rng.normal(size=(5, 3)), rng.normal(size=(20, 3))
+    dist = np.linalg.norm(z[:, None] - z[None], axis=-1)
+    s = cohort_scales(z, cohort, k=4)
+    s10 = cohort_scales(10 * z, 10 * cohort, k=4)
+    assert np.allclose(locally_scaled(10 * dist, s10, s10), locally_scaled(dist, s, s))
+
+
+def test_cohort_scaling_bad_input():
+    z, cohort = np.zeros((2, 3)), np.ones((4, 3))
+    with pytest.raises(ConfigError, match="between 1 and the cohort's size"):
+        cohort_scales(z, cohort, k=5)
+    with pytest.raises(ConfigError, match=r"\(N, D\) and \(M, D\)"):
+        cohort_scales(z, np.ones((4, 2)))
+    with pytest.raises(ConfigError, match="finite"):
+        cohort_scales(np.full((2, 3), np.nan), cohort, k=1)
+    with pytest.raises(ConfigError, match="do not match"):
+        locally_scaled(np.ones((2, 2)), [1.0], [1.0, 2.0])

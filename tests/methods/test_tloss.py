@@ -156,3 +156,58 @@ def test_negative_pool_off_is_the_batch_only_sampling() -> None:
         losses.append(method([view])["loss"])
     assert torch.equal(losses[0], losses[1])
     assert b._pool_x is None
+
+
+def test_negative_pool_is_checkpointed_and_a_resumed_run_continues_exactly(tmp_path) -> None:
+    from multissl.trainer import TrainConfig, Trainer
+
+    x = torch.randn(24, 1, 40, generator=torch.Generator().manual_seed(0)).numpy()
+
+    def trainer(out: str, resume: bool = False) -> Trainer:
+        adapter = TimeSeriesAdapter(preset="none")
+        data = adapter.prepare(x)
+        adapter.fit(data)
+        torch.manual_seed(0)
+        encoder = adapter.build_encoder("ts2vec", in_channels=1, width=8, depth=2, embed_dim=16)
+        method = build_method("tloss", encoder, embed_dim=16, negatives=3, negative_pool=10)
+        config = TrainConfig(epochs=2, batch_size=4, seed=0, progress=False, output_dir=out, checkpoint_every=1,
+                             resume=resume, mixed_precision="no", trackers=None)
+        return Trainer(method, adapter, config), data
+
+    full, data = trainer(str(tmp_path / "full"))
+    full.fit(data)
+    broken, _ = trainer(str(tmp_path / "broken"))
+    calls = {"n": 0}
+    views = broken.adapter.views
+
+    def views_then_crash(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:  # during step 5: the pool holds the 10 newest of 16 series seen
+            raise RuntimeError("crash")
+        return views(*args, **kwargs)
+
+    broken.adapter.views = views_then_crash
+    with pytest.raises(RuntimeError, match="crash"):
+        broken.fit(data)
+    resumed, _ = trainer(str(tmp_path / "broken"), resume=True)
+    assert resumed.method._pool_x is None
+    resumed.fit(data)
+    for a, b in zip(full.method.encoder.parameters(), resumed.method.encoder.parameters()):
+        assert torch.equal(a, b)
+    assert torch.equal(full.method._pool_x, resumed.method._pool_x)
+    assert torch.equal(full.method._pool_len, resumed.method._pool_len)
+
+
+def test_negative_pool_state_round_trips() -> None:
+    a, b = _method(negative_pool=4), _method(negative_pool=4)
+    assert a.get_extra_state().numel() == 0
+    a.train()
+    mask = torch.ones(3, 12, dtype=torch.bool)
+    mask[2, 7:] = False
+    a([{"x": torch.randn(3, 1, 12), "mask": mask}])
+    b.load_state_dict(a.state_dict())
+    assert torch.equal(a._pool_x, b._pool_x) and a._pool_len.tolist() == b._pool_len.tolist() == [12, 12, 7]
+    b.load_state_dict(_method(negative_pool=4).state_dict())  # a checkpoint taken before any step
+    assert b._pool_x is None and b._pool_len is None
+    with pytest.raises(ConfigError, match="negative pool has shape"):
+        b.set_extra_state(torch.zeros(3, 1))
