@@ -17,7 +17,9 @@ users of the same fold). A questioned signature's score is its distance to the n
 reference (``min``; or the ``mean`` over references) divided by the mean distance between the
 user's references (per-user normalisation). Four systems share this scoring:
 
-- ``ssl``: Euclidean distance between the embeddings of the pretrained encoder;
+- ``ssl``: Euclidean distance between the embeddings of the pretrained encoder (with
+  ``--cohort-k k``, divided by ``sqrt(s_a * s_b)``, ``s`` a signature's mean distance to its ``k``
+  nearest embeddings among the fold's unlabelled pretraining signatures: cohort scaling);
 - ``dtw``: DTW on (x, y, dx, dy, pressure), each channel z-scored per signature (the classic
   baseline, :mod:`multissl.evaluation.dtw`);
 - ``fused``: ``w * ssl + (1 - w) * dtw`` of the two per-user normalised scores, ``w`` fixed a
@@ -88,6 +90,7 @@ class Args:
     dtw_band: Optional[float] = None
     positives: str = "dtw"
     positive_neighbours: int = 3
+    cohort_k: int = 0
     threads: Optional[int] = None
     seed: int = 0
     progress: bool = True
@@ -122,6 +125,9 @@ def parse_args(argv: Optional[List[str]] = None) -> Args:
                    "nearest neighbours in the fold's pretraining pool (no labels; see docs); none: two views of itself")
     p.add_argument("--positive-neighbours", type=int, default=Args.positive_neighbours,
                    help="k of the mutual k-nearest neighbours (--positives dtw)")
+    p.add_argument("--cohort-k", type=int, default=Args.cohort_k,
+                   help="scale every SSL distance by the two signatures' mean distance to their k nearest members "
+                   "of a cohort, the fold's own pretraining signatures (no labels; docs: cohort scaling); 0 (default): off")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice); "
                    "timings in the docs use 1")
     p.add_argument("--seed", type=int, default=Args.seed)
@@ -144,6 +150,8 @@ def parse_args(argv: Optional[List[str]] = None) -> Args:
         p.error("--segments must be >= 0")
     if a.positive_neighbours < 1:
         p.error("--positive-neighbours must be >= 1")
+    if a.cohort_k < 0:
+        p.error("--cohort-k must be >= 0")
     if not 0.0 <= a.fusion_weight <= 1.0:
         p.error(f"--fusion-weight must be in [0, 1], got {a.fusion_weight}")
     return Args(data=a.data, output=a.output, folds=a.folds, trials=a.trials, enrol=a.enrol, enrol_from=a.enrol_from,
@@ -151,7 +159,7 @@ def parse_args(argv: Optional[List[str]] = None) -> Args:
                 segments=a.segments, augment=a.augment, epochs=a.epochs,
                 batch_size=a.batch_size, lr=a.lr, reductions=reductions, fusion_weight=a.fusion_weight,
                 dtw_band=a.dtw_band, positives=a.positives, positive_neighbours=a.positive_neighbours,
-                threads=a.threads, seed=a.seed, progress=not a.no_progress)
+                cohort_k=a.cohort_k, threads=a.threads, seed=a.seed, progress=not a.no_progress)
 
 
 # ---------------------------------------------------------------------------------- data
@@ -444,7 +452,9 @@ def run(args: Args) -> Dict[str, Any]:
     from multissl.api import pretrain
     from multissl.distributed import process_state
     from multissl.evaluation.dtw import dtw_pairs
+    from multissl.errors import ConfigError
     from multissl.evaluation.few_labels import write_json_atomic
+    from multissl.evaluation.verification import cohort_scales
     from multissl.trainer import embed_prepared
 
     t0 = time.perf_counter()
@@ -467,12 +477,16 @@ def run(args: Args) -> Dict[str, Any]:
     dtw_x, dtw_len = dtw_in["x"], dtw_in["mask"].sum(1)
 
     n = len(corpus.files)
+    smallest_cohort = min(int((~np.isin(corpus.user, fold)).sum()) for fold in folds)
+    if args.cohort_k > smallest_cohort:
+        raise ConfigError(f"--cohort-k {args.cohort_k} is larger than the smallest fold's cohort "
+                          f"({smallest_cohort} pretraining signatures)")
     mining = None
     if args.positives == "dtw":
         mining = mining_distances(corpus, state.is_main_process, state.device)
     dist = {s: np.full((n, n), np.nan) for s in ("ssl", "dtw")}
     timing = {"dtw_seconds": 0.0, "dtw_comparisons": 0, "ssl_embed_seconds": 0.0, "ssl_signatures": 0,
-              "ssl_distance_seconds": 0.0}
+              "ssl_distance_seconds": 0.0, "ssl_cohort_seconds": 0.0}
     pretrain_info = []
     for k, fold in enumerate(folds):
         in_fold = np.isin(corpus.user, fold)
@@ -513,6 +527,13 @@ def run(args: Args) -> Dict[str, Any]:
         z = embed_prepared(model.encoder, model.adapter, prepared)
         timing["ssl_embed_seconds"] += time.perf_counter() - te
         timing["ssl_signatures"] += len(eval_idx)
+        scales = None
+        if args.cohort_k:  # the fold's pretraining signatures, unlabelled, are the cohort
+            tc = time.perf_counter()
+            cohort = embed_prepared(model.encoder, model.adapter,
+                                    model.adapter.prepare([corpus.files[i] for i in train_idx]))
+            scales = torch.as_tensor(cohort_scales(z.numpy(), cohort.numpy(), args.cohort_k), dtype=z.dtype)
+            timing["ssl_cohort_seconds"] += time.perf_counter() - tc
 
         first, second = fold_pairs(corpus, fold, args)
         first_t, second_t = torch.as_tensor(first), torch.as_tensor(second)
@@ -520,6 +541,8 @@ def run(args: Args) -> Dict[str, Any]:
         zf, zs = torch.as_tensor([local[i] for i in first]), torch.as_tensor([local[i] for i in second])
         td = time.perf_counter()
         d_ssl = (z[zf] - z[zs]).norm(dim=1)
+        if scales is not None:
+            d_ssl = d_ssl / torch.sqrt(scales[zf] * scales[zs])
         timing["ssl_distance_seconds"] += time.perf_counter() - td
         tw = time.perf_counter()
         d_dtw = dtw_pairs(dtw_x, dtw_len, first_t, second_t, band=args.dtw_band)
@@ -555,7 +578,9 @@ def run(args: Args) -> Dict[str, Any]:
             det_trials = {s: [t[s] for t in trials] for s in SYSTEMS}
 
     comparisons = timing["dtw_comparisons"]
-    per_sig = timing["ssl_embed_seconds"] / max(1, timing["ssl_signatures"])
+    # with --cohort-k, embedding the cohort and finding each signature's neighbours in it counts as
+    # part of embedding a signature (amortised over the evaluated ones)
+    per_sig = (timing["ssl_embed_seconds"] + timing["ssl_cohort_seconds"]) / max(1, timing["ssl_signatures"])
     per_dist = timing["ssl_distance_seconds"] / max(1, comparisons)
     timing.update({
         "threads": torch.get_num_threads(),
@@ -563,8 +588,8 @@ def run(args: Args) -> Dict[str, Any]:
         "dtw_ms_per_comparison": 1000 * timing["dtw_seconds"] / max(1, comparisons),
         "ssl_embed_ms_per_signature": 1000 * per_sig,
         "ssl_ms_per_comparison_embedded": 1000 * per_dist,
-        "ssl_ms_per_comparison_amortised": 1000 * (timing["ssl_embed_seconds"] + timing["ssl_distance_seconds"])
-        / max(1, comparisons),
+        "ssl_ms_per_comparison_amortised": 1000 * (timing["ssl_embed_seconds"] + timing["ssl_cohort_seconds"]
+                                                   + timing["ssl_distance_seconds"]) / max(1, comparisons),
     })
     timing["dtw_ms_per_verification"] = args.enrol * timing["dtw_ms_per_comparison"]
     timing["ssl_ms_per_verification"] = 1000 * (per_sig + args.enrol * per_dist)
@@ -589,6 +614,9 @@ def run(args: Args) -> Dict[str, Any]:
     write_json_atomic(out / "metrics.json", metrics)
     header = (f"signature verification, {Path(args.data).name}: {len(users)} users in {args.folds} folds, "
               f"{args.trials} trials, {args.enrol} references from S1-S{args.enrol_from}")
+    if args.cohort_k:
+        header += (f"\nSSL distances scaled by a cohort: each fold's pretraining signatures, k = {args.cohort_k} "
+                   f"nearest")
     plot_det(det_trials, out / "det.png",
              f"{Path(args.data).name}: {len(users)} users, {args.folds} folds, {args.trials} trials of {args.enrol} references\n"
              f"pooled scores (one threshold for all users), {args.reductions[0]} distance")

@@ -180,3 +180,40 @@ def test_two_processes_train_one_model_per_fold_and_write_once(tmp_path):
     assert proc.stdout.count("wrote ") == 1 and proc.stdout.count("signature_verification: ") == 1
     m = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert [p["training"]["num_processes"] for p in m["pretrain"]] == [2, 2]
+
+
+def test_cohort_scaling_divides_each_ssl_distance_by_the_cohort_scales(run, tmp_path):
+    """--cohort-k: the saved SSL distances are the plain run's divided by sqrt(s_a s_b), s from the
+    fold's own pretraining signatures (the same encoders: same seed, same pretraining)."""
+    from multissl.evaluation.verification import cohort_scales
+    from multissl.model import SSLModel
+    from multissl.trainer import embed_prepared
+
+    threads = torch.get_num_threads()
+    assert main(["--data", str(run / "data"), "--output", str(tmp_path / "out"), "--cohort-k", "3", *TINY]) == 0
+    torch.set_num_threads(threads)
+    plain, scaled = np.load(run / "out" / "distances.npz"), np.load(tmp_path / "out" / "distances.npz")
+    assert np.array_equal(plain["dtw"], scaled["dtw"], equal_nan=True)
+    files = sorted((run / "data").iterdir(), key=lambda p: (int(p.stem[1:].split("S")[0]), int(p.stem.split("S")[1])))
+    for k, (fold_users, cohort_users) in enumerate((([1, 2], [3, 4]), ([3, 4], [1, 2]))):
+        model = SSLModel.from_pretrained(str(tmp_path / "out" / f"fold{k}" / "final"))
+        idx = np.nonzero(np.isin(plain["user"], fold_users))[0]
+        cohort = np.nonzero(np.isin(plain["user"], cohort_users))[0]
+        z = embed_prepared(model.encoder, model.adapter, model.adapter.prepare([files[i] for i in idx])).numpy()
+        c = embed_prepared(model.encoder, model.adapter, model.adapter.prepare([files[i] for i in cohort])).numpy()
+        s = cohort_scales(z, c, 3)
+        block = np.ix_(idx, idx)
+        known = ~np.isnan(plain["ssl"][block])
+        expected = plain["ssl"][block] / np.sqrt(np.outer(s, s))
+        assert known.any()
+        assert np.allclose(scaled["ssl"][block][known], expected[known], rtol=1e-4)
+        assert not np.allclose(scaled["ssl"][block][known], plain["ssl"][block][known], rtol=1e-2)
+    m = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert m["args"]["cohort_k"] == 3 and m["timing"]["ssl_cohort_seconds"] > 0
+
+
+def test_cohort_k_larger_than_a_cohort_is_a_one_line_error(run, tmp_path, capsys):
+    assert main(["--data", str(run / "data"), "--output", str(tmp_path / "out"), "--cohort-k", "21", *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "--cohort-k 21 is larger than the smallest fold's cohort (20 pretraining signatures)" in err
+    assert "Traceback" not in err and not (tmp_path / "out" / "metrics.json").exists()
