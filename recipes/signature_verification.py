@@ -451,8 +451,8 @@ def run(args: Args) -> Dict[str, Any]:
     from multissl.adapters.signature import SignatureAdapter
     from multissl.api import pretrain
     from multissl.distributed import process_state
-    from multissl.evaluation.dtw import dtw_pairs
     from multissl.errors import ConfigError
+    from multissl.evaluation.dtw import dtw_pairs
     from multissl.evaluation.few_labels import write_json_atomic
     from multissl.evaluation.verification import cohort_scales
     from multissl.trainer import embed_prepared
