@@ -22,6 +22,12 @@ texts of every split, labels never read; the vectoriser of the TF-IDF baseline i
 the same texts, so both get the unlabeled corpus) or, with ``--pretrain-on train``, once per
 split on its training texts only (the test texts never seen; costs ``--seeds`` pretrainings).
 
+With ``--ensemble N`` (default 1) the SSL rows are ensembles: N pretrainings of the same
+encoder with seeds ``--seed`` .. ``--seed + N - 1`` (one tokenizer), each probed / fine-tuned as
+above, their class probabilities averaged (the predicted class is the most probable one). The
+from-scratch row gets the same budget: N encoders from different random weights, each fine-tuned
+the same way, averaged alike. TF-IDF + LR stays one model (its fit is deterministic).
+
 Metrics: accuracy, MCC, macro F1, and for a binary task with ``positive_label`` the F1 of the
 positive class (spam F1). ``metrics.json`` holds every run; the plot shows the main metric
 against labels per class.
@@ -82,6 +88,7 @@ class Args:
     finetune_probe_steps: int = 0
     max_records: Optional[int] = None
     rows: List[str] = field(default_factory=lambda: list(ROWS))
+    ensemble: int = 1
     threads: Optional[int] = None
     seed: int = 0
     progress: bool = True
@@ -127,6 +134,9 @@ def build_parser(prog: str, description: str, defaults: Dict[str, Any]) -> argpa
                         "(both fine-tuned rows)")
     p.add_argument("--max-records", type=int, default=d["max_records"], help="a stratified subset of this size")
     p.add_argument("--rows", default=",".join(d["rows"]), help=f"which rows to run, of {', '.join(ROWS)}")
+    p.add_argument("--ensemble", type=int, default=d["ensemble"],
+                   help="N pretrainings (seeds --seed .. --seed+N-1) whose probes / fine-tuned models vote "
+                        "(mean class probability); from scratch gets N models too")
     p.add_argument("--threads", type=int, default=d["threads"], help="torch CPU threads")
     p.add_argument("--seed", type=int, default=d["seed"], help="seed of the pretraining")
     p.add_argument("--no-progress", action="store_true")
@@ -158,7 +168,7 @@ def parse_args(parser: argparse.ArgumentParser, argv: Optional[List[str]]) -> Ar
         parser.error(f"--rows must list some of {', '.join(ROWS)}, got {a.rows!r}")
     if not 0 < a.test_fraction < 1:
         parser.error(f"--test-fraction must be in (0, 1), got {a.test_fraction}")
-    for name in ("seeds", "epochs", "batch_size", "finetune_steps", "finetune_batch_size"):
+    for name in ("seeds", "epochs", "batch_size", "finetune_steps", "finetune_batch_size", "ensemble"):
         if getattr(a, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     if a.finetune_probe_steps < 0:
@@ -173,7 +183,8 @@ def parse_args(parser: argparse.ArgumentParser, argv: Optional[List[str]]) -> Ar
                 finetune_epochs_all=a.finetune_epochs_all, finetune_batch_size=a.finetune_batch_size,
                 finetune_lr=a.finetune_lr, finetune_encoder_lr_ratio=a.finetune_encoder_lr_ratio,
                 finetune_probe_steps=a.finetune_probe_steps,
-                max_records=a.max_records, rows=rows, threads=a.threads, seed=a.seed, progress=not a.no_progress)
+                max_records=a.max_records, rows=rows, ensemble=a.ensemble, threads=a.threads, seed=a.seed,
+                progress=not a.no_progress)
 
 
 # ------------------------------------------------------------------------------------ data
@@ -275,6 +286,25 @@ def tuned_logistic_regression(x: Any, y: np.ndarray, seed: int, positive: Option
     return search
 
 
+#: the seed of ensemble member m's fine-tuning (and from-scratch weights) on split s is s + STRIDE * m
+MEMBER_SEED_STRIDE = 1000
+
+
+def class_probabilities(search: Any, x: Any, n_classes: int) -> np.ndarray:
+    """A fitted classifier's probabilities as an (n, n_classes) array, column c = class c."""
+    p = search.predict_proba(x)
+    out = np.zeros((p.shape[0], n_classes))
+    out[:, np.asarray(search.classes_, dtype=int)] = p
+    return out
+
+
+def vote(probabilities: Sequence[np.ndarray]) -> np.ndarray:
+    """The ensemble's prediction: the class of highest mean probability over the members (ties: lowest index)."""
+    if not probabilities:
+        raise ValueError("vote needs at least one member's probabilities")
+    return np.mean(np.stack(probabilities), axis=0).argmax(1)
+
+
 def tfidf_features(corpus: Sequence[str]) -> Any:
     """A fitted word 1-2-gram + char_wb 2-5-gram TF-IDF vectoriser (sublinear tf)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -361,7 +391,7 @@ def run(args: Args, recipe: str, log: Callable[[str], None] = print,
     from multissl.api import pretrain
     from multissl.distributed import process_state
     from multissl.evaluation import FinetuneConfig, finetune
-    from multissl.evaluation.finetune import predict
+    from multissl.evaluation.finetune import predict_proba
     from multissl.evaluation.few_labels import write_json_atomic
     from multissl.trainer import embed_prepared
 
@@ -399,28 +429,33 @@ def run(args: Args, recipe: str, log: Callable[[str], None] = print,
 
     # one pretraining (on every text) or one per split (on its training texts)
     corpora = [np.arange(len(texts))] if args.pretrain_on == "all" else [tr for tr, _ in splits]
-    models: List[Tuple[Any, TextAdapter, Dict[str, torch.Tensor], Optional[np.ndarray]]] = []
+    # per corpus: the adapter, the encoded texts, and the ensemble's pretrained models and embeddings
+    models: List[Tuple[TextAdapter, Dict[str, torch.Tensor], List[Any], List[np.ndarray]]] = []
     pretrain_seconds: List[float] = []
     history: List[Any] = []
+    member_seeds = [args.seed + i for i in range(args.ensemble)]
     for ci, corpus_idx in enumerate(corpora):
         adapter = TextAdapter(**adapter_config)
         adapter.fit([texts[i] for i in corpus_idx])
         prepared = adapter.encode(texts)
-        model, z = None, None
-        if need_ssl:
+        members: List[Any] = []
+        zs: List[np.ndarray] = []
+        for mi, member_seed in enumerate(member_seeds if need_ssl else []):
             t1 = time.perf_counter()
             where = "all texts" if args.pretrain_on == "all" else f"split {ci}'s training texts"
-            log(f"pretraining {args.method} on {len(corpus_idx)} {where} without labels "
+            which = f" (ensemble member {mi + 1}/{args.ensemble}, seed {member_seed})" if args.ensemble > 1 else ""
+            log(f"pretraining {args.method} on {len(corpus_idx)} {where} without labels{which} "
                 f"({args.encoder}, {args.epochs} epochs, vocabulary {adapter.tokenizer.vocab_size}, "
                 f"max_length {adapter.max_length})")
             model = pretrain(take(prepared, torch.as_tensor(corpus_idx)), adapter=adapter, method=args.method,
                              epochs=args.epochs, batch_size=args.batch_size, encoder=args.encoder,
-                             encoder_kwargs=encoder_kwargs, method_kwargs=method_kwargs, seed=args.seed,
+                             encoder_kwargs=encoder_kwargs, method_kwargs=method_kwargs, seed=member_seed,
                              lr=args.lr, progress=args.progress)
             pretrain_seconds.append(time.perf_counter() - t1)
             history.append(model.config.get("history", []))
-            z = embed_prepared(model.encoder, adapter, prepared).numpy()
-        models.append((model, adapter, prepared, z))
+            members.append(model)
+            zs.append(embed_prepared(model.encoder, adapter, prepared).numpy())
+        models.append((adapter, prepared, members, zs))
     if not state.is_main_process:  # the evaluation is cheap next to pretraining: the main process does it alone
         state.wait_for_everyone()
         return {}
@@ -437,7 +472,7 @@ def run(args: Args, recipe: str, log: Callable[[str], None] = print,
     t_rows = {r: 0.0 for r in runs}
     last_preds: Dict[Tuple[str, str, int], Tuple[np.ndarray, np.ndarray]] = {}  # (row, k, seed) -> (true, predicted)
     for s, (train, test) in enumerate(splits):
-        model, adapter, prepared, z = models[0 if args.pretrain_on == "all" else s]
+        adapter, prepared, members, zs = models[0 if args.pretrain_on == "all" else s]
         if "tfidf_lr" in want and args.pretrain_on == "train":
             vec = tfidf_features([texts[i] for i in train])
             x_all = vec.transform(texts)
@@ -456,29 +491,36 @@ def run(args: Args, recipe: str, log: Callable[[str], None] = print,
                 t_rows["tfidf_lr"] += time.perf_counter() - t1
             if "ssl_probe" in runs:
                 t1 = time.perf_counter()
-                search = tuned_logistic_regression(z[lab], y[lab], s, positive, scale=True, all_labels=k == ALL)
-                probe_pred = search.predict(z[test])
+                probs = []
+                for mi, z in enumerate(zs):
+                    search = tuned_logistic_regression(z[lab], y[lab], s, positive, scale=True, all_labels=k == ALL)
+                    probs.append(class_probabilities(search, z[test], n_classes))
+                    chosen_c["ssl_probe"].append({"k": kn, "seed": s, **({"member": mi} if len(zs) > 1 else {}),
+                                                  **search.best_params_})
+                probe_pred = vote(probs)
                 runs["ssl_probe"][kn].append(scores(y[test], probe_pred, positive))
                 last_preds[("ssl_probe", kn, s)] = (y[test], probe_pred)
-                chosen_c["ssl_probe"].append({"k": kn, "seed": s, **search.best_params_})
                 t_rows["ssl_probe"] += time.perf_counter() - t1
             steps = args.finetune_steps if k != ALL else max(1, int(round(
                 args.finetune_epochs_all * len(lab) / args.finetune_batch_size)))
-            ft = FinetuneConfig(steps=steps, batch_size=args.finetune_batch_size, lr=args.finetune_lr,
-                                encoder_lr_ratio=args.finetune_encoder_lr_ratio,
-                                probe_steps=args.finetune_probe_steps, seed=s)
             for row in ("scratch_finetune", "ssl_finetune"):
                 if row not in runs:
                     continue
                 t1 = time.perf_counter()
-                if row == "scratch_finetune":
-                    torch.manual_seed(s)
-                    enc = adapter.build_encoder(args.encoder, **encoder_kwargs)
-                else:
-                    enc = model.encoder
-                r = finetune(enc, adapter, take(prepared, torch.as_tensor(lab)), y[lab], embed_dim=enc.embed_dim,
-                             num_classes=n_classes, config=ft)
-                pred = predict(r["model"], adapter, test_data).numpy()
+                probs = []
+                for mi in range(args.ensemble):  # member mi: seed s for one model, as without --ensemble
+                    ft = FinetuneConfig(steps=steps, batch_size=args.finetune_batch_size, lr=args.finetune_lr,
+                                        encoder_lr_ratio=args.finetune_encoder_lr_ratio,
+                                        probe_steps=args.finetune_probe_steps, seed=s + MEMBER_SEED_STRIDE * mi)
+                    if row == "scratch_finetune":
+                        torch.manual_seed(s + MEMBER_SEED_STRIDE * mi)
+                        enc = adapter.build_encoder(args.encoder, **encoder_kwargs)
+                    else:
+                        enc = members[mi].encoder
+                    r = finetune(enc, adapter, take(prepared, torch.as_tensor(lab)), y[lab],
+                                 embed_dim=enc.embed_dim, num_classes=n_classes, config=ft)
+                    probs.append(predict_proba(r["model"], adapter, test_data).numpy())
+                pred = vote(probs)
                 runs[row][kn].append(scores(y[test], pred, positive))
                 last_preds[(row, kn, s)] = (y[test], pred)
                 t_rows[row] += time.perf_counter() - t1
@@ -501,6 +543,8 @@ def run(args: Args, recipe: str, log: Callable[[str], None] = print,
         "positive_label": args.positive_label, "num_records": len(texts),
         "num_test": int(len(splits[0][1])), "num_train": int(len(splits[0][0])),
         "pretrain_on": args.pretrain_on, "num_pretrain": [int(len(c)) for c in corpora] if need_ssl else [],
+        "ensemble": {"size": args.ensemble, "pretraining_seeds": member_seeds if need_ssl else [],
+                     "rule": "mean class probability of the members, most probable class"},
         "args": asdict(args), "results": summary,
         "confusion_matrices": {"labels_per_class": k_last, "seed": s_first,
                                **{row: m.tolist() for row, m in confusions.items()}}, "chosen_hyperparameters": chosen_c,
@@ -511,8 +555,7 @@ def run(args: Args, recipe: str, log: Callable[[str], None] = print,
     }
     if targets is not None:
         metrics["targets"] = targets(summary, args)
-    if models[0][1] is not None:
-        metrics["tokenizer"] = {"vocab_size": models[0][1].tokenizer.vocab_size, "max_length": models[0][1].max_length}
+    metrics["tokenizer"] = {"vocab_size": models[0][0].tokenizer.vocab_size, "max_length": models[0][0].max_length}
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "metrics.json", metrics)
@@ -521,14 +564,16 @@ def run(args: Args, recipe: str, log: Callable[[str], None] = print,
     if confusions:
         plot_confusion_matrices(confusions, classes, out / "confusion_matrix.png",
                                 f"{recipe}: {k_last} labels/class, seed {s_first}")
-    if need_ssl and models[0][0] is not None:
-        models[0][0].save_pretrained(out / "final")
+    for mi, model in enumerate(models[0][2]):  # the first corpus's models: final, final_2, ... final_N
+        model.save_pretrained(out / ("final" if mi == 0 else f"final_{mi + 1}"))
     log("")
     log(format_table(summary, metric_list, args.seeds))
     for name, t in metrics.get("targets", {}).items():
         log(f"target {name}: {'MET' if t['met'] else 'missed'} ({t['detail']})")
+    saved = (f", model in {out / 'final'}" if args.ensemble == 1 else
+             f", models in {out / 'final'} .. {out / f'final_{args.ensemble}'}")
     log(f"wrote {out / 'metrics.json'}, {out / (main_metric + '_vs_labels.png')}"
-        + (f", model in {out / 'final'}" if need_ssl else "") + f"; {metrics['total_seconds']:.0f} s")
+        + (saved if need_ssl else "") + f"; {metrics['total_seconds']:.0f} s")
     state.wait_for_everyone()
     return metrics
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Iterator, Optional, Union
 
 import numpy as np
 import torch
@@ -56,11 +56,11 @@ def _labels(y: Array) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict(model: Classifier, adapter: Adapter, data: Prepared, batch_size: int = 256,
-            bf16: bool = False, channels_last: bool = False) -> torch.Tensor:
+def _logits(model: Classifier, adapter: Adapter, data: Prepared, batch_size: int, bf16: bool,
+            channels_last: bool) -> Iterator[torch.Tensor]:
+    """The model's logits for ``data``, one batch of records after another."""
     model.eval()
     device = next(model.parameters()).device
-    out = []
     n = num_records(data)
     for s in range(0, n, batch_size):
         batch = to_device(take(data, torch.arange(s, min(n, s + batch_size))), device)
@@ -68,8 +68,20 @@ def predict(model: Classifier, adapter: Adapter, data: Prepared, batch_size: int
         if channels_last:
             x = fast_path.views_to_channels_last(x)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            out.append(model(x).argmax(1).cpu())
-    return torch.cat(out)
+            yield model(x)
+
+
+def predict(model: Classifier, adapter: Adapter, data: Prepared, batch_size: int = 256,
+            bf16: bool = False, channels_last: bool = False) -> torch.Tensor:
+    """The predicted class of every record of ``data`` (argmax of the logits)."""
+    return torch.cat([z.argmax(1).cpu() for z in _logits(model, adapter, data, batch_size, bf16, channels_last)])
+
+
+def predict_proba(model: Classifier, adapter: Adapter, data: Prepared, batch_size: int = 256,
+                  bf16: bool = False, channels_last: bool = False) -> torch.Tensor:
+    """Class probabilities (softmax of the logits, float32, on the CPU) for every record of ``data``."""
+    return torch.cat([z.float().softmax(1).cpu()
+                      for z in _logits(model, adapter, data, batch_size, bf16, channels_last)])
 
 
 def finetune(encoder: nn.Module, adapter: Adapter, train: Prepared, train_y: Array, test: Optional[Prepared] = None,

@@ -9,7 +9,7 @@ import torch
 
 from multissl import fast_path
 from multissl.errors import ConfigError
-from multissl.evaluation.finetune import FinetuneConfig, finetune
+from multissl.evaluation.finetune import FinetuneConfig, finetune, predict, predict_proba
 
 
 def two_class_images(n: int = 64, side: int = 16):
@@ -44,6 +44,19 @@ def test_finetune_is_reproducible_and_learns():
         assert torch.equal(pa, pb)
     # the caller's encoder is copied, not trained in place
     assert not torch.equal(next(encoder.parameters()), next(a["model"].encoder.parameters()))
+
+
+def test_predict_proba_is_the_softmax_whose_argmax_is_predict():
+    adapter, encoder, data, y = setup()
+    model = finetune(encoder, adapter, data, y, config=FinetuneConfig(steps=5, batch_size=16, seed=0))["model"]
+    p = predict_proba(model, adapter, data, batch_size=24)  # batches of 24, 24, 16
+    assert p.shape == (len(y), 2) and p.dtype == torch.float32
+    torch.testing.assert_close(p.sum(1), torch.ones(len(y)))
+    assert torch.equal(p.argmax(1), predict(model, adapter, data))
+    model.eval()
+    with torch.no_grad():
+        logits = model(adapter.eval_transform(data))
+    torch.testing.assert_close(p, logits.softmax(1))
 
 
 def test_frozen_encoder_is_not_updated():

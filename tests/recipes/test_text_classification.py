@@ -59,7 +59,7 @@ def test_spam_detection_on_the_sms_format(tmp_path):
     assert data.is_file()
 
 
-def test_spam_detection_defaults_and_lpft_option():
+def test_spam_detection_defaults_and_lpft_option(capsys):
     from multissl.recipes import _text_classification as tc
     from multissl.recipes import spam_detection as sd
 
@@ -71,6 +71,11 @@ def test_spam_detection_defaults_and_lpft_option():
     assert tc.parse_args(parser, ["--data", "x", "--vocab-size", "8000"]).vocab_size == 8000
     with pytest.raises(SystemExit):
         tc.parse_args(parser, ["--data", "x", "--finetune-probe-steps", "-1"])
+    # one pretraining unless asked; an ensemble needs at least one member
+    assert a.ensemble == 1 and tc.parse_args(parser, ["--data", "x", "--ensemble", "9"]).ensemble == 9
+    with pytest.raises(SystemExit) as e:
+        tc.parse_args(parser, ["--data", "x", "--ensemble", "0"])
+    assert e.value.code == 2 and "--ensemble must be >= 1" in capsys.readouterr().err
     # text_categorization keeps the adapter's default vocabulary
     from multissl.recipes import text_categorization as cat
 
@@ -111,3 +116,83 @@ def test_user_errors_exit_2_with_one_line_and_write_nothing(tmp_path, content, e
     lines = [ln for ln in r.stderr.strip().splitlines() if "Warning" not in ln and ln.strip()]
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in r.stderr
     assert not out.exists()
+
+
+def test_vote_averages_probabilities_not_decisions():
+    from multissl.recipes import _text_classification as tc
+
+    a = np.array([[0.6, 0.4], [0.2, 0.8]])
+    b = np.array([[0.3, 0.7], [0.4, 0.6]])
+    # means [[0.45, 0.55], [0.3, 0.7]]
+    assert tc.vote([a, b]).tolist() == [1, 1]
+    # two of three members lean ham (0.55) but the third is sure of spam: the mean (0.63) says spam
+    lean, sure = np.array([[0.55, 0.45]]), np.array([[0.01, 0.99]])
+    assert tc.vote([lean, lean, sure]).tolist() == [1]
+    assert tc.vote([lean]).tolist() == [0]  # one member: its own most probable class
+    assert tc.vote([np.array([[0.5, 0.5]])]).tolist() == [0]  # a tie goes to the lowest class index
+    with pytest.raises(ValueError, match="at least one"):
+        tc.vote([])
+
+
+def test_class_probabilities_place_the_classifier_columns():
+    from sklearn.linear_model import LogisticRegression
+
+    from multissl.recipes import _text_classification as tc
+
+    x = np.array([[0.0], [0.1], [5.0], [5.1]])
+    clf = LogisticRegression().fit(x, np.array([0, 0, 2, 2]))  # class 1 absent from these labels
+    p = tc.class_probabilities(clf, x, 3)
+    assert p.shape == (4, 3) and np.all(p[:, 1] == 0)
+    np.testing.assert_allclose(p[:, [0, 2]], clf.predict_proba(x))
+    assert p.argmax(1).tolist() == [0, 0, 2, 2]
+
+
+def test_ensemble_is_the_vote_of_the_single_seed_pretrainings(tmp_path):
+    """--ensemble 2: members are the --seed 0 and --seed 1 pretrainings, and the probe row is the
+    mean probability of each member's own probe (recomputed here from the saved models)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from multissl.model import SSLModel
+    from multissl.recipes import _text_classification as tc
+    from multissl.trainer import embed_prepared
+
+    _sms_file(tmp_path / "SMSSpamCollection")
+    ens, single = tmp_path / "ens", tmp_path / "single"
+    r = _run("spam_detection", "--data", str(tmp_path), "--output", str(ens), *TINY, "--ensemble", "2",
+             "--rows", "tfidf_lr,scratch_finetune,ssl_probe")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "ensemble member 2/2, seed 1" in r.stdout
+    r = _run("spam_detection", "--data", str(tmp_path), "--output", str(single), *TINY, "--seed", "1",
+             "--rows", "ssl_probe")
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = json.loads((ens / "metrics.json").read_text())
+    assert m["ensemble"]["size"] == 2 and m["ensemble"]["pretraining_seeds"] == [0, 1]
+    assert len(m["pretrain_seconds"]) == 2 and len(m["pretrain_history"]) == 2
+    assert not (ens / "final_3").exists()
+    # member 2 is exactly the --seed 1 pretraining; member 1 differs from it
+    w1, w2 = (load_file(str(ens / d / "model.safetensors")) for d in ("final", "final_2"))
+    ws = load_file(str(single / "final" / "model.safetensors"))
+    assert all(torch.equal(w2[k], ws[k]) for k in ws)
+    assert any(not torch.equal(w1[k], w2[k]) for k in w1)
+    # the probe row, recomputed: each member's tuned LR, probabilities averaged
+    args = tc.parse_args(tc.build_parser("spam_detection", "t", {"positive_label": "spam"}),
+                         ["--data", str(tmp_path / "SMSSpamCollection"), "--output", "-"])
+    texts, y, _, pos = tc.load_corpus(args)
+    zs = []
+    for d in ("final", "final_2"):
+        model = SSLModel.from_pretrained(ens / d)
+        zs.append(embed_prepared(model.encoder, model.adapter, model.adapter.encode(texts)).numpy())
+    train, test = tc.split(y, 0.3, 0)
+    for k, kn in ((3, "3"), (tc.ALL, "all")):
+        lab = tc.labelled_subset(y, train, k, 0)
+        probs = [tc.class_probabilities(tc.tuned_logistic_regression(z[lab], y[lab], 0, pos, scale=True,
+                                                                     all_labels=k == tc.ALL), z[test], 2)
+                 for z in zs]
+        want = tc.scores(y[test], tc.vote(probs), pos)
+        got = {metric: v["runs"][0] for metric, v in m["results"]["ssl_probe"][kn].items()}
+        assert got == pytest.approx(want)
+    cm = np.array(m["confusion_matrices"]["ssl_probe"])
+    assert cm.sum() == len(test)
+    assert [c["member"] for c in m["chosen_hyperparameters"]["ssl_probe"]] == [0, 1, 0, 1]
+    assert set(m["results"]) == {"tfidf_lr", "scratch_finetune", "ssl_probe"}
