@@ -69,7 +69,9 @@ class ContextFillingArgs:
     encoder: Optional[str] = None  # default: the adapter's token encoder (vit_tiny for images)
     image_size: Optional[int] = None
     patch_size: Optional[int] = None
-    text_column: Optional[str] = None
+    text_column: Optional[str] = None  # several joined: "title,description"
+    column_names: Optional[List[str]] = None  # of a header-less CSV / TSV
+    vocab_size: Optional[int] = None  # text: WordPiece vocabulary (default: the text adapter's)
     mask_ratio: Optional[float] = None  # default: the method's (0.75) or the adapter's recommendation (text 0.15)
     center_fraction: float = 0.45
     decoder_dim: int = 128
@@ -98,7 +100,12 @@ def parse_args(argv: Optional[List[str]] = None) -> ContextFillingArgs:
     p.add_argument("--encoder", default=None, help="encoder name (default: the adapter's token encoder)")
     p.add_argument("--image-size", type=int, default=None, help="resize images to this square size")
     p.add_argument("--patch-size", type=int, default=None, help="ViT patch side (default: 4 up to 32 px)")
-    p.add_argument("--text-column", default=None, help="text column of a CSV / datasets source")
+    p.add_argument("--text-column", default=None,
+                   help="text column of a CSV / datasets source; comma-separated to join several")
+    p.add_argument("--column-names", default=None,
+                   help="comma-separated names of the columns of a header-less CSV / TSV file")
+    p.add_argument("--vocab-size", type=int, default=None,
+                   help="text: size of the WordPiece vocabulary learnt on the pretraining texts (default: the adapter's)")
     p.add_argument("--mask-ratio", type=float, default=None,
                    help="share of tokens hidden in pretraining (default: 0.75 for images, 0.15 for text)")
     p.add_argument("--center-fraction", type=float, default=d.center_fraction,
@@ -118,13 +125,18 @@ def parse_args(argv: Optional[List[str]] = None) -> ContextFillingArgs:
         p.error(f"--mask-ratio must be in (0, 1), got {a.mask_ratio}")
     if not 0 < a.center_fraction < 1:
         p.error(f"--center-fraction must be in (0, 1), got {a.center_fraction}")
+    if a.vocab_size is not None and a.vocab_size < 10:
+        p.error(f"--vocab-size must be >= 10, got {a.vocab_size}")
     for name in ("epochs", "batch_size", "decoder_dim", "decoder_depth", "decoder_heads"):
         if getattr(a, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(a, name)}")
     return ContextFillingArgs(data=a.data, output=a.output, modality=a.modality, test_data=a.test_data,
                               test_fraction=a.test_fraction, max_records=a.max_records,
                               max_test_records=a.max_test_records, encoder=a.encoder, image_size=a.image_size,
-                              patch_size=a.patch_size, text_column=a.text_column, mask_ratio=a.mask_ratio,
+                              patch_size=a.patch_size, text_column=a.text_column,
+                              column_names=[c.strip() for c in a.column_names.split(",")] if a.column_names else None,
+                              vocab_size=a.vocab_size,
+                              mask_ratio=a.mask_ratio,
                               center_fraction=a.center_fraction, decoder_dim=a.decoder_dim,
                               decoder_depth=a.decoder_depth, decoder_heads=a.decoder_heads, epochs=a.epochs,
                               batch_size=a.batch_size, lr=a.lr, seed=a.seed, progress=not a.no_progress)
@@ -358,9 +370,10 @@ def split_texts(args: ContextFillingArgs, column: Any) -> Any:
             return list(texts)
         return [texts[i] for i in np.sort(np.random.default_rng(args.seed).permutation(len(texts))[:n])]
 
-    texts = pick(read_texts(args.data, column=column).texts, args.max_records)
+    texts = pick(read_texts(args.data, column=column, column_names=args.column_names).texts, args.max_records)
     if args.test_data:
-        return texts, pick(read_texts(args.test_data, column=column).texts, args.max_test_records)
+        return texts, pick(read_texts(args.test_data, column=column, column_names=args.column_names).texts,
+                           args.max_test_records)
     n_test = int(round(args.test_fraction * len(texts)))
     if n_test < 1 or len(texts) - n_test < 2:
         raise DataError(f"{args.data}: {len(texts)} texts are too few to hold out {args.test_fraction:.0%} and pretrain")
@@ -441,7 +454,8 @@ def run_text(args: ContextFillingArgs) -> Dict[str, Any]:
 
     t0 = time.perf_counter()
     state = process_state()
-    adapter = get_adapter("text", **({"column": args.text_column} if args.text_column else {}))
+    adapter = get_adapter("text", **({"column": args.text_column} if args.text_column else {}),
+                          **({"vocab_size": args.vocab_size} if args.vocab_size else {}))
     train_texts, test_texts = split_texts(args, adapter.config.get("column"))
     adapter.fit(train_texts)
     train, held_out = adapter.prepare(train_texts), adapter.prepare(test_texts)

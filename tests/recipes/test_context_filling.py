@@ -96,3 +96,21 @@ def test_text_branch_masked_words_vs_unigram(tmp_path: Path) -> None:
     assert len(w["examples"]) == 8 and "[MASK]" in w["examples"][0]["masked"]
     model = SSLModel.from_pretrained(out / "final")
     assert model.embed(["call me now", "see you"]).shape == (2, 128)
+
+
+def test_text_branch_reads_a_headerless_csv_with_joined_columns_and_sets_the_vocabulary(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    words = "market shares rise bank profit team wins match rocket launch orbit".split()
+    rows = [f'"{i % 4 + 1}","{" ".join(rng.choice(words, 3))}","{" ".join(rng.choice(words, 7))}"' for i in range(50)]
+    (tmp_path / "news.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["--modality", "text", "--data", str(tmp_path / "news.csv"), "--column-names", "label,title,description",
+                 "--text-column", "title,description", "--vocab-size", "40", "--output", str(out), *TINY]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["num_pretrain"] == 40 and m["num_heldout"] == 10
+    assert m["vocab_size"] <= 40 and m["args"]["vocab_size"] == 40
+    # title and description joined: 3 + 7 words, never the label column
+    texts = [ex["original"] for ex in m["words"]["examples"]]
+    assert all(len(t.split()) == 10 and not any(c.isdigit() for c in t) for t in texts)
+    with pytest.raises(SystemExit):
+        main(["--modality", "text", "--data", str(tmp_path / "news.csv"), "--vocab-size", "3", "--output", str(out)])
