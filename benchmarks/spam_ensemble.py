@@ -7,7 +7,8 @@ for the features of several pretrainings, one at a time and together:
 
 - each model alone (the recipe's ``ssl_probe`` row, reproduced);
 - ``concat``: one probe on the models' embeddings side by side;
-- ``vote``: each model's own probe, their spam probabilities averaged (threshold 0.5).
+- ``vote``: each model's own probe, their class probabilities averaged -- the recipe's
+  ``--ensemble`` rule (``_text_classification.vote``).
 
 Features: ``feats.npz`` written by ``spam_probe_variants.py --load <model> --variants mean``::
 
@@ -39,7 +40,7 @@ def main() -> int:
     if len(a.feats) < 2:
         p.error("--feats needs at least two models")
     args = tc.Args(data=resolve_data(a.data), output="-", positive_label="spam")
-    _, y, _, pos = tc.load_corpus(args)
+    _, y, classes, pos = tc.load_corpus(args)
     feats = [np.load(f)["mean"] for f in a.feats]
     if any(len(z) != len(y) for z in feats):
         raise SystemExit("--feats: every file must hold one row per message of --data")
@@ -57,11 +58,11 @@ def main() -> int:
             for i, z in enumerate(feats):
                 search = tc.tuned_logistic_regression(z[lab], y[lab], s, pos, scale=True, all_labels=False)
                 rows[f"model {i}"].append(float(f1_score(truth, search.predict(z[test]) == pos)))
-                probs.append(search.predict_proba(z[test])[:, list(search.classes_).index(pos)])
+                probs.append(tc.class_probabilities(search, z[test], len(classes)))
             both = np.concatenate(feats, axis=1)
             search = tc.tuned_logistic_regression(both[lab], y[lab], s, pos, scale=True, all_labels=False)
             rows["concat"].append(float(f1_score(truth, search.predict(both[test]) == pos)))
-            rows["vote"].append(float(f1_score(truth, np.mean(probs, axis=0) >= 0.5)))
+            rows["vote"].append(float(f1_score(truth, tc.vote(probs) == pos)))
         results[str(k)] = {c: {"mean": float(np.mean(v)), "runs": v} for c, v in rows.items()}
         print(f"k = {k:<6d} " + " ".join(f"{np.mean(rows[c]):10.3f}" for c in cols)
               + f"   ({time.perf_counter() - t0:.0f}s)", flush=True)
