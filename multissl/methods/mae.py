@@ -16,6 +16,15 @@ positional embeddings, and predicts each hidden token's target:
   modelling), reporting the masked-token ``accuracy`` too.
 
 The loss covers the hidden tokens only (sec. 3, "loss function"); padding is never hidden.
+
+``style="simmim"`` trains the other way round, as SimMIM (Z. Xie et al., "SimMIM: a Simple
+Framework for Masked Image Modeling", CVPR 2022, https://arxiv.org/abs/2111.09886) and, on token
+ids, BERT's masked language modelling (J. Devlin et al., NAACL 2019,
+https://arxiv.org/abs/1810.04805): the encoder sees every position, each hidden token's content
+replaced by one learned mask embedding, and a linear head on the encoder's output predicts the
+same targets with the same losses; no decoder. It costs a full-length encoder pass, and on a few
+thousand short texts it learns to fill words from their context far faster than the MAE path
+(docs/recipes/context_filling.md has the measurements).
 """
 from __future__ import annotations
 
@@ -30,6 +39,10 @@ from multissl.errors import ConfigError
 from multissl.methods.masked import MaskedMethod, gather_tokens, masked_mean, visible_index
 from multissl.tokens import TokenBatch
 from multissl.transformer import TransformerBlock, attention_mask, init_transformer_weights, sincos_positions
+
+#: ``mae``: visible tokens -> encoder -> light decoder; ``simmim``: mask embeddings in the encoder's
+#: input, linear head (BERT-style on token ids)
+STYLES = ("mae", "simmim")
 
 
 def normalize_targets(targets: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -99,7 +112,9 @@ class MAE(MaskedMethod):
 
     Hyperparameters: ``mask_ratio`` (0.75, the paper's best for images; text wants ~0.15),
     ``decoder_dim`` (128), ``decoder_depth`` (2), ``decoder_heads`` (4), ``norm_targets`` (True;
-    float targets only), ``target_dim`` / ``vocab_size`` (None: from the encoder's stem).
+    float targets only), ``target_dim`` / ``vocab_size`` (None: from the encoder's stem),
+    ``style`` ("mae" | "simmim": mask embeddings in the encoder's input and a linear head instead
+    of the decoder, whose three hyperparameters are then unused; see the module docstring).
 
     Example::
 
@@ -107,13 +122,15 @@ class MAE(MaskedMethod):
         >>> out = mae(adapter.tokens(batch, generator=g), generator=g)
         >>> out["loss"].backward()
         >>> pred, mask = mae.reconstruct(token_batch, mask)   # predictions for a chosen mask
+        >>> bert = MAE(text_encoder, embed_dim=text_encoder.embed_dim, mask_ratio=0.15, style="simmim")
     """
 
     name = "mae"
     defaults = {"optimizer": "adamw", "lr": 1.5e-3, "weight_decay": 0.05}
     hparam_defaults = {"mask_ratio": 0.75, "decoder_dim": 128, "decoder_depth": 2, "decoder_heads": 4,
-                       "norm_targets": True, "target_dim": None, "vocab_size": None}
-    hparam_rules = {**MaskedMethod.hparam_rules}
+                       "norm_targets": True, "target_dim": None, "vocab_size": None, "style": "mae"}
+    hparam_rules = {**MaskedMethod.hparam_rules,
+                    "style": (" or ".join(map(repr, STYLES)), lambda v: v in STYLES)}
 
     def __init__(self, encoder: nn.Module, embed_dim: int, **hparams: Any) -> None:
         super().__init__(encoder, embed_dim, **hparams)
@@ -129,6 +146,13 @@ class MAE(MaskedMethod):
                               f"decoder_heads {hp['decoder_heads']}")
         self.discrete = bool(vocab)
         self.out_dim = int(vocab or target_dim)
+        self.simmim = hp["style"] == "simmim"
+        if self.simmim:
+            self.mask_embedding = nn.Parameter(torch.zeros(self.embed_dim))
+            nn.init.trunc_normal_(self.mask_embedding, std=0.02)
+            self.head = nn.Linear(self.embed_dim, self.out_dim)
+            init_transformer_weights(self.head)
+            return
         max_tokens = int(getattr(encoder, "max_tokens", 0) or getattr(encoder, "num_tokens"))
         self.decoder = MAEDecoder(self.embed_dim, hp["decoder_dim"], hp["decoder_depth"], hp["decoder_heads"],
                                   max_tokens, self.out_dim, grid=getattr(encoder, "grid", None))
@@ -144,12 +168,18 @@ class MAE(MaskedMethod):
         return self._predict(x, pad, mask), pad
 
     def _decode(self, x: torch.Tensor, pad: Optional[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        """Features (B, N, F) at every position, before the output head."""
+        if self.simmim:
+            return self.encoder.encode(torch.where(mask.unsqueeze(-1), self.mask_embedding.to(x.dtype), x), pad)
         keep, keep_hidden = visible_index(mask, pad)
         encoded = self.encoder.encode(gather_tokens(x, keep), keep_hidden, keep=keep)
         return self.decoder.features(encoded, keep, keep_hidden, x.shape[1], pad)
 
+    def _head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features) if self.simmim else self.decoder.head(features)
+
     def _predict(self, x: torch.Tensor, pad: Optional[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
-        return self.decoder.head(self._decode(x, pad, mask))
+        return self._head(self._decode(x, pad, mask))
 
     def forward(self, token_batch: TokenBatch, generator: Optional[torch.Generator] = None) -> Dict[str, torch.Tensor]:
         x, pad = self.tokenize(token_batch)
@@ -161,7 +191,7 @@ class MAE(MaskedMethod):
         if self.discrete:
             if targets.is_floating_point():
                 raise ConfigError("method 'mae' was built for id targets (vocab_size) but got float targets")
-            logits = self.decoder.head(hidden_features).float()
+            logits = self._head(hidden_features).float()
             labels = targets[mask]
             total = F.cross_entropy(logits, labels, reduction="sum") if labels.numel() else logits.sum() * 0.0
             loss = global_mean(total, labels.numel())  # the global-batch mean under DDP, as mae_loss
@@ -173,9 +203,9 @@ class MAE(MaskedMethod):
         if targets.shape[-1] != self.out_dim:
             raise ConfigError(f"method 'mae': targets have {targets.shape[-1]} values per token, the decoder "
                               f"predicts {self.out_dim} (target_dim)")
-        pred = self.decoder.head(hidden_features)  # (M, T) at the M hidden tokens
+        pred = self._head(hidden_features)  # (M, T) at the M hidden tokens
         loss = mae_loss(pred, targets[mask], norm_targets=self._hparams["norm_targets"])
         return {"loss": loss, "mask_ratio": mask.float().mean().detach()}
 
 
-__all__ = ["MAE", "MAEDecoder", "mae_loss", "normalize_targets"]
+__all__ = ["MAE", "MAEDecoder", "STYLES", "mae_loss", "normalize_targets"]

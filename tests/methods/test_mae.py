@@ -154,6 +154,93 @@ def test_ids_give_cross_entropy_and_accuracy_on_hidden_tokens_only() -> None:
     assert enc.stem.emb.weight.grad.abs().sum() > 0
 
 
+# ---------------------------------------------------------------- style="simmim" (BERT-style)
+def id_batch():
+    ids = torch.randint(0, 11, (3, 12), generator=torch.Generator().manual_seed(0))
+    pad = torch.zeros(3, 12, dtype=torch.bool)
+    pad[0, 6:] = True
+    return TokenBatch(inputs={"ids": ids, "padding": pad}, targets=ids, padding_mask=pad)
+
+
+def id_simmim(seed: int = 0) -> MAE:
+    torch.manual_seed(seed)
+    enc = TokenEncoder(IdStem(), DIM, depth=1, heads=4, max_tokens=12)
+    return build_method("mae", enc, DIM, mask_ratio=0.5, style="simmim")
+
+
+def test_simmim_is_cross_entropy_of_a_linear_head_on_the_encoder_with_mask_embeddings() -> None:
+    mae = id_simmim()
+    assert not hasattr(mae, "decoder") and mae.hparams()["style"] == "simmim"
+    tb = id_batch()
+    out = mae(tb, generator=torch.Generator().manual_seed(2))
+    mask = sample_mask(3, 12, 0.5, tb.padding_mask, generator=torch.Generator().manual_seed(2))
+    # by hand: hidden ids' embeddings swapped for the mask embedding, the whole sequence encoded,
+    # logits = W h + b, cross-entropy averaged over the hidden tokens
+    x = mae.encoder.stem.emb(tb.targets)
+    x = torch.where(mask[..., None], mae.mask_embedding, x)
+    h = mae.encoder.encode(x, tb.padding_mask)
+    logits = h @ mae.head.weight.T + mae.head.bias
+    expected = -torch.log_softmax(logits[mask], -1).gather(1, tb.targets[mask][:, None]).mean()
+    assert out["loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert out["accuracy"].item() == pytest.approx((logits[mask].argmax(-1) == tb.targets[mask]).float().mean().item())
+    recon, _ = mae.reconstruct(tb, mask)
+    assert torch.allclose(recon, logits, atol=1e-5)
+    out["loss"].backward()
+    for name, p in mae.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_simmim_hides_the_content_but_sees_every_position() -> None:
+    mae = id_simmim().eval()
+    tb = id_batch()
+    mask = sample_mask(3, 12, 0.5, tb.padding_mask, generator=torch.Generator().manual_seed(1))
+    before, _ = mae.reconstruct(tb, mask)
+    ids = tb.targets.clone()
+    ids[mask] = (ids[mask] + 1) % 11  # other words at the hidden places: nothing changes
+    after, _ = mae.reconstruct(TokenBatch({"ids": ids, "padding": tb.padding_mask}, ids, tb.padding_mask), mask)
+    assert torch.allclose(before, after, atol=1e-5)
+    visible = torch.nonzero(~mask[1])[0, 0]
+    ids[1, visible] = (ids[1, visible] + 1) % 11  # a visible word does matter
+    changed, _ = mae.reconstruct(TokenBatch({"ids": ids, "padding": tb.padding_mask}, ids, tb.padding_mask), mask)
+    assert not torch.allclose(changed[1][mask[1]], before[1][mask[1]], atol=1e-4)
+
+
+def test_simmim_on_float_targets_and_seeds() -> None:
+    a, b = value_mae(style="simmim"), value_mae(style="simmim")
+    tb = values()
+    out_a = a(tb, generator=torch.Generator().manual_seed(5))
+    out_b = b(tb, generator=torch.Generator().manual_seed(5))
+    assert out_a["loss"].item() == out_b["loss"].item()  # same seeds, same weights and masks
+    mask = sample_mask(4, 10, 0.75, generator=torch.Generator().manual_seed(5))
+    pred, _ = a.reconstruct(tb, mask)
+    t = normalize_targets(tb.targets)
+    assert out_a["loss"].item() == pytest.approx(((pred - t) ** 2).mean(-1)[mask].mean().item(), rel=1e-5)
+    assert out_a["loss"].item() != value_mae(seed=1, style="simmim")(
+        tb, generator=torch.Generator().manual_seed(5))["loss"].item()
+
+
+def test_simmim_learns_to_fill_a_token_from_its_neighbours() -> None:
+    """Counting sequences mod 11 (each id is its left neighbour + 1): every id is equally frequent,
+    so a unigram guess is right 1 time in 11; the context gives the answer."""
+    mae = id_simmim()
+    opt = torch.optim.AdamW(mae.parameters(), lr=1e-2)
+    g = torch.Generator().manual_seed(0)
+
+    def counting(n: int):
+        ids = (torch.randint(0, 11, (n, 1), generator=g) + torch.arange(12)) % 11
+        pad = torch.zeros(n, 12, dtype=torch.bool)
+        return TokenBatch(inputs={"ids": ids, "padding": pad}, targets=ids, padding_mask=pad)
+
+    for _ in range(300):
+        opt.zero_grad()
+        mae(counting(32), generator=g)["loss"].backward()
+        opt.step()
+    mae.eval()
+    with torch.no_grad():
+        accuracy = mae(counting(256), generator=g)["accuracy"].item()
+    assert accuracy > 0.95
+
+
 def test_registry_hparams_and_errors() -> None:
     assert {"mae", "data2vec"} <= set(list_methods())
     cls = get_method_class("mae")
@@ -164,6 +251,8 @@ def test_registry_hparams_and_errors() -> None:
         value_mae(mask_ratio=1.0)
     with pytest.raises(ConfigError, match="decoder_depth"):
         value_mae(decoder_depth=1.5)
+    with pytest.raises(ConfigError, match="'style' must be 'mae' or 'simmim', got 'bert'"):
+        value_mae(style="bert")
     with pytest.raises(ConfigError, match="needs a Transformer token encoder"):
         build_method("mae", nn.Linear(3, DIM), DIM)
     enc = TokenEncoder(nn.Identity(), DIM, 1, 4, 8)

@@ -43,6 +43,7 @@ def test_recipe_writes_metrics_grids_and_model(tmp_path: Path) -> None:
     assert m["recipe"] == "context_filling" and m["modality"] == "image"
     assert m["num_pretrain"] == 32 and m["num_heldout"] == 8 and m["patch_size"] == 4
     assert m["method_hparams"]["norm_targets"] is False and m["encoder"] == "vit_tiny"
+    assert m["method_hparams"]["style"] == "mae"  # images keep MAE's decoder by default
     for kind, share in (("random", 12 / 16), ("center", 4 / 16)):  # round(0.75 * 16) patches; a 2x2 block of 4x4
         fill = m["fills"][kind]
         assert fill["hidden_pixel_share"] == pytest.approx(share)
@@ -87,6 +88,7 @@ def test_text_branch_masked_words_vs_unigram(tmp_path: Path) -> None:
     m = json.loads((out / "metrics.json").read_text())
     assert m["modality"] == "text" and m["num_pretrain"] == 48 and m["num_heldout"] == 12
     assert m["method_hparams"]["mask_ratio"] == 0.15  # the text adapter's recommendation
+    assert m["method_hparams"]["style"] == "simmim"  # text fills words BERT-style by default
     w = m["words"]
     assert w["hidden_tokens"] >= 12 and w["hidden_words"] >= 12  # at least one per text
     assert w["unigram_guesses"][0] == "the"  # the most frequent word of the pretraining texts
@@ -105,9 +107,11 @@ def test_text_branch_reads_a_headerless_csv_with_joined_columns_and_sets_the_voc
     (tmp_path / "news.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
     out = tmp_path / "out"
     assert main(["--modality", "text", "--data", str(tmp_path / "news.csv"), "--column-names", "label,title,description",
-                 "--text-column", "title,description", "--vocab-size", "40", "--output", str(out), *TINY]) == 0
+                 "--text-column", "title,description", "--vocab-size", "40", "--style", "mae", "--output", str(out),
+                 *TINY]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["num_pretrain"] == 40 and m["num_heldout"] == 10
+    assert m["method_hparams"]["style"] == "mae" and m["method_hparams"]["decoder_dim"] == 16
     assert m["vocab_size"] <= 40 and m["args"]["vocab_size"] == 40
     # title and description joined: 3 + 7 words, never the label column
     texts = [ex["original"] for ex in m["words"]["examples"]]
