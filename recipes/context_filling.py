@@ -369,6 +369,8 @@ def run_image(args: ContextFillingArgs) -> Dict[str, Any]:
 # ------------------------------------------------------------------------------------ text
 #: held-out texts shown with their filled words in metrics.json
 TEXT_EXAMPLES = 8
+#: the trained model and the two count baselines, as keyed in metrics.json
+FILLERS = ("mae", "unigram", "bigram")
 
 
 def split_texts(args: ContextFillingArgs, column: Any) -> Any:
@@ -395,15 +397,18 @@ def split_texts(args: ContextFillingArgs, column: Any) -> Any:
 
 
 def fill_words(method: Any, adapter: Any, train: Any, held_out: Any, args: ContextFillingArgs) -> Dict[str, Any]:
-    """Masked-word accuracy on held-out texts: the MAE's top-1 / top-5 and the unigram baseline.
+    """Masked-word accuracy on held-out texts: the MAE's top-1 / top-5 and two count baselines.
 
     Masks as in pretraining (``mask_ratio`` of the real tokens, whole words when the adapter
-    groups word pieces), seeded and the same for both. Token scores are per hidden piece; a word
+    groups word pieces), seeded and the same for all. Token scores are per hidden piece; a word
     counts as filled when every hidden piece of it is the top-1 guess. The unigram baseline
-    always guesses the pieces most frequent in the pretraining texts."""
+    always guesses the pieces most frequent in the pretraining texts; the bigram baseline scores
+    each piece by the adjacent-piece counts of the pretraining texts given its nearest visible
+    neighbours (:class:`multissl.evaluation.text_filling.BigramFill`)."""
     import torch
 
     from multissl.adapters import take, to_device
+    from multissl.evaluation.text_filling import BigramFill
     from multissl.methods.masked import sample_mask
 
     method.eval()
@@ -412,10 +417,11 @@ def fill_words(method: Any, adapter: Any, train: Any, held_out: Any, args: Conte
     counts = tok.unigram_counts(train["ids"])
     counts[tok.pad_id] = 0
     frequent = counts.topk(5).indices.to(device)
+    bigram = BigramFill(train["ids"], tok.pad_id, tok.vocab_size)
     ratio = method.hparams()["mask_ratio"]
     g = torch.Generator(device=device).manual_seed(args.seed + 1)
     totals = {"tokens": 0, "words": 0, "mae_top1": 0, "mae_top5": 0, "unigram_top1": 0, "unigram_top5": 0,
-              "mae_word_top1": 0, "unigram_word_top1": 0}
+              "bigram_top1": 0, "bigram_top5": 0, "mae_word_top1": 0, "unigram_word_top1": 0, "bigram_word_top1": 0}
     examples: List[Dict[str, Any]] = []
     n = len(held_out["ids"])
     with torch.no_grad():
@@ -431,14 +437,18 @@ def fill_words(method: Any, adapter: Any, train: Any, held_out: Any, args: Conte
             mae5 = (top5 == truth.unsqueeze(-1)).any(-1)
             uni1 = truth == frequent[0]
             uni5 = (truth.unsqueeze(-1) == frequent).any(-1)
+            bi_top5 = bigram.scores(truth, hidden, tb.padding_mask).topk(5, dim=-1).indices  # (M, 5), ids[hidden] order
+            bi1 = torch.zeros_like(hidden).masked_scatter(hidden, bi_top5[:, 0] == truth[hidden])
+            bi5 = torch.zeros_like(hidden).masked_scatter(hidden, (bi_top5 == truth[hidden].unsqueeze(-1)).any(-1))
             totals["tokens"] += int(hidden.sum())
-            for key, hit in (("mae_top1", mae1), ("mae_top5", mae5), ("unigram_top1", uni1), ("unigram_top5", uni5)):
+            for key, hit in (("mae_top1", mae1), ("mae_top5", mae5), ("unigram_top1", uni1), ("unigram_top5", uni5),
+                             ("bigram_top1", bi1), ("bigram_top5", bi5)):
                 totals[key] += int((hit & hidden).sum())
             groups = tb.mask_groups if tb.mask_groups is not None else torch.arange(length, device=device).expand(b, -1)
             pieces = torch.zeros(b, length, device=device).scatter_add_(1, groups, hidden.float())
             words = pieces > 0
             totals["words"] += int(words.sum())
-            for key, hit in (("mae_word_top1", mae1), ("unigram_word_top1", uni1)):
+            for key, hit in (("mae_word_top1", mae1), ("unigram_word_top1", uni1), ("bigram_word_top1", bi1)):
                 right = torch.zeros(b, length, device=device).scatter_add_(1, groups, (hit & hidden).float())
                 totals[key] += int((words & (right == pieces)).sum())
             for i in range(min(b, TEXT_EXAMPLES - len(examples))):
@@ -451,9 +461,9 @@ def fill_words(method: Any, adapter: Any, train: Any, held_out: Any, args: Conte
                                  "original": tok.decode(ids)})
     t, w = max(1, totals["tokens"]), max(1, totals["words"])
     return {"hidden_tokens": totals["tokens"], "hidden_words": totals["words"],
-            "token_top1": {"mae": totals["mae_top1"] / t, "unigram": totals["unigram_top1"] / t},
-            "token_top5": {"mae": totals["mae_top5"] / t, "unigram": totals["unigram_top5"] / t},
-            "word_top1": {"mae": totals["mae_word_top1"] / w, "unigram": totals["unigram_word_top1"] / w},
+            "token_top1": {k: totals[f"{k}_top1"] / t for k in FILLERS},
+            "token_top5": {k: totals[f"{k}_top5"] / t for k in FILLERS},
+            "word_top1": {k: totals[f"{k}_word_top1"] / w for k in FILLERS},
             "unigram_guesses": tok.tokens(frequent.tolist()), "examples": examples}
 
 
@@ -494,9 +504,9 @@ def run_text(args: ContextFillingArgs) -> Dict[str, Any]:
     print()
     print(f"masked words in {len(test_texts)} held-out texts ({words['hidden_tokens']} hidden pieces, "
           f"{words['hidden_words']} words)")
-    print(f"{'':<22}{'MAE':>8}{'unigram':>10}")
+    print(f"{'':<22}{'MAE':>8}{'unigram':>10}{'bigram':>10}")
     for key, label in (("token_top1", "piece top-1"), ("token_top5", "piece top-5"), ("word_top1", "whole word top-1")):
-        print(f"{label:<22}{words[key]['mae']:>8.3f}{words[key]['unigram']:>10.3f}")
+        print(f"{label:<22}" + "".join(f"{words[key][k]:>{w}.3f}" for k, w in zip(FILLERS, (8, 10, 10))))
     for ex in words["examples"][:3]:
         print(f"  masked:   {ex['masked']}\n  filled:   {ex['filled']}\n  original: {ex['original']}")
     print(f"\nwrote {out / 'metrics.json'}, model in {out / 'final'}")

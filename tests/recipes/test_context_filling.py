@@ -93,8 +93,8 @@ def test_text_branch_masked_words_vs_unigram(tmp_path: Path) -> None:
     assert w["hidden_tokens"] >= 12 and w["hidden_words"] >= 12  # at least one per text
     assert w["unigram_guesses"][0] == "the"  # the most frequent word of the pretraining texts
     for key in ("token_top1", "token_top5", "word_top1"):
-        assert 0.0 <= w[key]["unigram"] <= 1.0 and 0.0 <= w[key]["mae"] <= 1.0
-    assert w["token_top5"]["unigram"] >= w["token_top1"]["unigram"]
+        assert set(w[key]) == {"mae", "unigram", "bigram"} and all(0.0 <= v <= 1.0 for v in w[key].values())
+    assert all(w["token_top5"][k] >= w["token_top1"][k] for k in ("mae", "unigram", "bigram"))
     assert len(w["examples"]) == 8 and "[MASK]" in w["examples"][0]["masked"]
     model = SSLModel.from_pretrained(out / "final")
     assert model.embed(["call me now", "see you"]).shape == (2, 128)
