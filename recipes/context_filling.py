@@ -54,7 +54,7 @@ if TYPE_CHECKING:  # torch is imported where it is used, so that --help answers 
 
 MODALITIES = ("image", "text")
 #: multissl.methods.mae.STYLES (not imported: --help stays free of torch); text fills words
-#: BERT-style (0.221 vs 0.095 top-1 on SMS, docs/recipes/context_filling.md), images keep MAE
+#: BERT-style (0.223 vs 0.095 top-1 on SMS, docs/recipes/context_filling.md), images keep MAE
 STYLES = ("mae", "simmim")
 DEFAULT_STYLE = {"image": "mae", "text": "simmim"}
 #: held-out images shown in each PNG grid
