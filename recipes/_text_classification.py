@@ -382,6 +382,23 @@ def plot(summary: Dict[str, Any], metric: str, path: Path, title: str, n_train_p
 
 
 # ------------------------------------------------------------------------------------ the run
+
+def remove_stale_members(out: Path, size: int) -> List[Path]:
+    """Delete the model folders ``final_k`` (k > ``size``) an earlier, larger ``--ensemble`` run
+    left in ``out``, so the folder holds this run's members only. Only folders that hold a saved
+    model (``config.json``) are touched; returns those removed."""
+    import re
+    import shutil
+
+    removed = []
+    for d in sorted(out.glob("final_*")):
+        m = re.fullmatch(r"final_(\d+)", d.name)
+        if m and int(m.group(1)) > size and d.is_dir() and (d / "config.json").is_file():
+            shutil.rmtree(d)
+            removed.append(d)
+    return removed
+
+
 def run(args: Args, recipe: str, log: Callable[[str], None] = print,
         targets: Optional[Callable[[Dict[str, Any], Args], Dict[str, Any]]] = None) -> Dict[str, Any]:
     import torch
@@ -566,6 +583,8 @@ def run(args: Args, recipe: str, log: Callable[[str], None] = print,
                                 f"{recipe}: {k_last} labels/class, seed {s_first}")
     for mi, model in enumerate(models[0][2]):  # the first corpus's models: final, final_2, ... final_N
         model.save_pretrained(out / ("final" if mi == 0 else f"final_{mi + 1}"))
+    if models[0][2]:
+        remove_stale_members(out, len(models[0][2]))
     log("")
     log(format_table(summary, metric_list, args.seeds))
     for name, t in metrics.get("targets", {}).items():

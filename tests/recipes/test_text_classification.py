@@ -159,6 +159,12 @@ def test_ensemble_is_the_vote_of_the_single_seed_pretrainings(tmp_path):
 
     _sms_file(tmp_path / "SMSSpamCollection")
     ens, single = tmp_path / "ens", tmp_path / "single"
+    # members 3 and 4 of an earlier, larger ensemble in the same folder are removed; a user's
+    # folder that is not a saved model is left alone
+    for stale in ("final_3", "final_4"):
+        (ens / stale).mkdir(parents=True)
+        (ens / stale / "config.json").write_text("{}")
+    (ens / "final_9_notes").mkdir()
     r = _run("spam_detection", "--data", str(tmp_path), "--output", str(ens), *TINY, "--ensemble", "2",
              "--rows", "tfidf_lr,scratch_finetune,ssl_probe")
     assert r.returncode == 0, r.stderr[-2000:]
@@ -169,7 +175,7 @@ def test_ensemble_is_the_vote_of_the_single_seed_pretrainings(tmp_path):
     m = json.loads((ens / "metrics.json").read_text())
     assert m["ensemble"]["size"] == 2 and m["ensemble"]["pretraining_seeds"] == [0, 1]
     assert len(m["pretrain_seconds"]) == 2 and len(m["pretrain_history"]) == 2
-    assert not (ens / "final_3").exists()
+    assert not (ens / "final_3").exists() and not (ens / "final_4").exists() and (ens / "final_9_notes").is_dir()
     # member 2 is exactly the --seed 1 pretraining; member 1 differs from it
     w1, w2 = (load_file(str(ens / d / "model.safetensors")) for d in ("final", "final_2"))
     ws = load_file(str(single / "final" / "model.safetensors"))
