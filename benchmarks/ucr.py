@@ -64,6 +64,12 @@ def encoder_kwargs(args: argparse.Namespace) -> Dict[str, Any]:
     return kwargs
 
 
+def adapter_config(args: argparse.Namespace) -> Dict[str, Any] | None:
+    """The time-series adapter's options: --preset, then any --adapter-config overrides."""
+    config = {**({"preset": args.preset} if args.preset else {}), **json.loads(args.adapter_config)}
+    return config or None
+
+
 def load(name: str):
     from aeon.datasets import load_classification
 
@@ -93,7 +99,7 @@ def run_dataset(name: str, args: argparse.Namespace) -> Dict[str, Any]:
         t0 = time.perf_counter()
         model = pretrain(xtr, adapter="timeseries", method=args.method, epochs=epochs, batch_size=args.batch_size,
                          seed=seed, encoder=args.encoder, encoder_kwargs=encoder_kwargs(args), progress=False,
-                         mixed_precision="no", adapter_config={"preset": args.preset} if args.preset else None,
+                         mixed_precision="no", adapter_config=adapter_config(args),
                          method_kwargs=json.loads(args.method_hparams))
         t_pre = time.perf_counter() - t0
         ad = model.adapter
@@ -145,6 +151,8 @@ def main(argv: List[str] | None = None) -> int:
                    help='the method\'s hyperparameters as JSON, e.g. \'{"negative_pool": 40}\' for tloss')
     p.add_argument("--preset", help="the time-series adapter's augmentation preset for the views (default: the "
                                     "method's own: 'ts2vec' for ts2vec, 'default' for the others)")
+    p.add_argument("--adapter-config", default="{}",
+                   help='JSON of time-series adapter options over the preset, e.g. \'{"scaling": 0.5}\'')
     p.add_argument("--iters", type=int, default=200, help="optimiser steps of pretraining (TS2Vec: 200)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--few-label-datasets", nargs="*", default=["GunPoint"])
@@ -188,6 +196,7 @@ def main(argv: List[str] | None = None) -> int:
     print()
     views = f"{args.method}:{args.preset}" if args.preset else args.method
     views += "" if args.method_hparams.strip() in ("", "{}") else f" {args.method_hparams}"
+    views += "" if args.adapter_config.strip() in ("", "{}") else f" {args.adapter_config}"
     views += "" if args.encoder == "ts2vec" else f" ({args.encoder})"
     table = print_table(rows, ["dataset", f"multissl {views} SVM", "untrained SVM", "raw SVM",
                                "T-Loss K=10", "multissl linear", "untrained linear"])

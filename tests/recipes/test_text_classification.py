@@ -76,6 +76,10 @@ def test_spam_detection_defaults_and_lpft_option(capsys):
     with pytest.raises(SystemExit) as e:
         tc.parse_args(parser, ["--data", "x", "--ensemble", "0"])
     assert e.value.code == 2 and "--ensemble must be >= 1" in capsys.readouterr().err
+    assert a.style is None and tc.parse_args(parser, ["--data", "x", "--style", "simmim"]).style == "simmim"
+    with pytest.raises(SystemExit) as e:
+        tc.parse_args(parser, ["--data", "x", "--method", "simclr", "--style", "simmim"])
+    assert e.value.code == 2 and "--style applies to --method mae" in capsys.readouterr().err
     # text_categorization keeps the adapter's default vocabulary
     from multissl.recipes import text_categorization as cat
 
@@ -94,10 +98,13 @@ def test_text_categorization_headerless_csv_with_joined_columns(tmp_path):
     (tmp_path / "news.csv").write_text("\n".join(rows) + "\n")
     out = tmp_path / "out"
     r = _run("text_categorization", "--data", str(tmp_path / "news.csv"), "--column-names", "label,title,description",
-             "--text-column", "title,description", "--output", str(out), "--rows", "tfidf_lr,ssl_probe", *TINY)
+             "--text-column", "title,description", "--output", str(out), "--rows", "tfidf_lr,ssl_probe",
+             "--style", "simmim", *TINY)
     assert r.returncode == 0, r.stderr[-2000:]
     m = json.loads((out / "metrics.json").read_text())
     assert m["classes"] == ["1", "2", "3"] and set(m["results"]) == {"tfidf_lr", "ssl_probe"}
+    # the BERT-style mae was pretrained
+    assert json.loads((out / "final" / "config.json").read_text())["method_hparams"]["style"] == "simmim"
     assert "macro_f1" in m["results"]["ssl_probe"]["3"]
     assert (out / "accuracy_vs_labels.png").is_file()
 
