@@ -388,7 +388,6 @@ def plot(summary: Dict[str, Any], metric: str, path: Path, title: str, n_train_p
 
 
 # ------------------------------------------------------------------------------------ the run
-
 def remove_stale_members(out: Path, size: int) -> List[Path]:
     """Delete the model folders ``final_k`` (k > ``size``) an earlier, larger ``--ensemble`` run
     left in ``out``, so the folder holds this run's members only. Only folders that hold a saved

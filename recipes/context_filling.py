@@ -26,8 +26,9 @@ word together) is pretrained on them, BERT-style by default (``--style simmim``:
 replaced by a mask embedding in the encoder's input, a linear head; ``--style mae`` keeps MAE's
 visible-tokens encoder and light decoder). On the held-out texts the recipe hides words the same way
 and reports the top-1 / top-5 accuracy of the hidden pieces and the share of whole words filled
-exactly, next to the unigram baseline (always guessing the pieces most frequent in the
-pretraining texts), with a few filled-in examples.
+exactly, next to two count baselines of the pretraining texts (unigram: always the most frequent
+pieces; bigram: adjacent-piece counts given the nearest visible neighbours), with a few filled-in
+examples.
 
     accelerate launch recipes/context_filling.py --modality text \
         --data ../shared/data/sms_spam_collection/SMSSpamCollection --epochs 40 --output runs/cf_sms

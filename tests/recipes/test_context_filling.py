@@ -72,7 +72,11 @@ def test_user_mistakes_exit_2_with_one_line_and_write_nothing(tmp_path: Path, ca
 
 
 def test_listed_and_runs_as_a_script() -> None:
+    from multissl.methods.mae import STYLES
+    from multissl.recipes import context_filling as cf
+
     assert "context_filling" in available_recipes()
+    assert cf.STYLES == STYLES  # the recipe's copy (kept free of torch for --help) matches the method's
     r = subprocess.run([sys.executable, str(RECIPE), "--help"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "--modality" in r.stdout
 
