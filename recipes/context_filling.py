@@ -505,7 +505,7 @@ def run_text(args: ContextFillingArgs) -> Dict[str, Any]:
     print()
     print(f"masked words in {len(test_texts)} held-out texts ({words['hidden_tokens']} hidden pieces, "
           f"{words['hidden_words']} words)")
-    print(f"{'':<22}{'MAE':>8}{'unigram':>10}{'bigram':>10}")
+    print(f"{'':<22}{'model':>8}{'unigram':>10}{'bigram':>10}")
     for key, label in (("token_top1", "piece top-1"), ("token_top5", "piece top-5"), ("word_top1", "whole word top-1")):
         print(f"{label:<22}" + "".join(f"{words[key][k]:>{w}.3f}" for k, w in zip(FILLERS, (8, 10, 10))))
     for ex in words["examples"][:3]:
