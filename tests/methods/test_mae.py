@@ -292,14 +292,18 @@ def test_image_tokens_are_patch_pixels_in_vit_order() -> None:
     assert vit.stem.target_dim == 16 and vit.num_tokens == 16 and vit(tb.inputs).shape == (4, 128)
 
 
-@pytest.mark.parametrize("method", ["mae", "data2vec"])
-def test_pretrain_images_end_to_end_and_round_trip(method: str, tmp_path) -> None:
+@pytest.mark.parametrize("method,kwargs", [
+    ("mae", {"decoder_dim": 16, "decoder_depth": 1, "decoder_heads": 2}),
+    ("mae", {"style": "simmim"}),
+    ("data2vec", {}),
+])
+def test_pretrain_images_end_to_end_and_round_trip(method: str, kwargs, tmp_path) -> None:
     x = digits()
     model = pretrain(x, adapter="image", method=method, epochs=2, batch_size=16, seed=0,
-                     encoder_kwargs={"dim": 32, "depth": 2, "heads": 2},
-                     method_kwargs={"decoder_dim": 16, "decoder_depth": 1, "decoder_heads": 2} if method == "mae" else {},
+                     encoder_kwargs={"dim": 32, "depth": 2, "heads": 2}, method_kwargs=kwargs,
                      output_dir=str(tmp_path / "run"), progress=False)
     assert model.config["encoder"]["name"] == "vit_tiny" and model.config["method"] == method
+    assert all(model.config["method_hparams"][k] == v for k, v in kwargs.items())
     assert model.adapter.config["preset"] == "light"  # the masked methods' recommendation
     losses = [h["loss"] for h in model.config["history"]]
     assert len(losses) == 2 and all(np.isfinite(losses))
@@ -308,9 +312,7 @@ def test_pretrain_images_end_to_end_and_round_trip(method: str, tmp_path) -> Non
     assert np.allclose(loaded.embed(x[:5]), z, atol=1e-5)
     # the same seed reproduces the run (masks included)
     again = pretrain(x, adapter="image", method=method, epochs=2, batch_size=16, seed=0,
-                     encoder_kwargs={"dim": 32, "depth": 2, "heads": 2},
-                     method_kwargs={"decoder_dim": 16, "decoder_depth": 1, "decoder_heads": 2} if method == "mae" else {},
-                     progress=False)
+                     encoder_kwargs={"dim": 32, "depth": 2, "heads": 2}, method_kwargs=kwargs, progress=False)
     assert np.allclose(again.embed(x[:5]), z, atol=1e-5)
 
 
