@@ -15,14 +15,14 @@ vocabularies of tens of thousands of pieces cost only what the texts hold; score
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
 from scipy import sparse
 
 
-def nearest_visible(ids: torch.Tensor, visible: torch.Tensor) -> "tuple[torch.Tensor, torch.Tensor]":
+def nearest_visible(ids: torch.Tensor, visible: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """For every position of ``ids`` (B, L): the id of the nearest visible token to its left and
     to its right, -1 where there is none (``visible``: (B, L) bool)."""
     b, n = ids.shape
@@ -72,8 +72,9 @@ class BigramFill:
         ``ids[hidden]`` order. Only visible, real tokens serve as context."""
         device = ids.device
         pad = padding_mask if padding_mask is not None else torch.zeros_like(hidden)
-        left, right = nearest_visible(ids.cpu(), (~hidden & ~pad).cpu())
-        left, right = left[hidden.cpu()], right[hidden.cpu()]
+        hidden = hidden.cpu()
+        left, right = nearest_visible(ids.cpu(), ~hidden & ~pad.cpu())
+        left, right = left[hidden], right[hidden]
         v, alpha = self.vocab_size, self.alpha
         scores = self.log_unigram.expand(len(left), v).clone()
         has_left = left >= 0
