@@ -421,7 +421,8 @@ def fill_words(method: Any, adapter: Any, train: Any, held_out: Any, args: Conte
     bigram = BigramFill(train["ids"], tok.pad_id, tok.vocab_size)
     ratio = method.hparams()["mask_ratio"]
     g = torch.Generator(device=device).manual_seed(args.seed + 1)
-    totals = {"tokens": 0, "words": 0, **{f"{k}_{score}": 0 for k in FILLERS for score in ("top1", "top5", "word_top1")}}
+    totals = {"tokens": 0, "words": 0,
+              **{f"{k}_{score}": 0 for k in FILLERS for score in ("top1", "top5", "word_top1")}}
     examples: List[Dict[str, Any]] = []
     n = len(held_out["ids"])
     with torch.no_grad():
@@ -433,22 +434,22 @@ def fill_words(method: Any, adapter: Any, train: Any, held_out: Any, args: Conte
             logits, _ = method.reconstruct(tb, hidden)
             top5 = logits.float().topk(5, dim=-1).indices  # (B, L, 5)
             truth = tb.targets
-            bi_top5 = bigram.scores(truth, hidden, tb.padding_mask).topk(5, dim=-1).indices  # (M, 5), ids[hidden] order
-            # per filler: (top-1 right, top-5 right), (B, L) bool, meaningful at hidden places
-            hits = {"mae": (top5[..., 0] == truth, (top5 == truth.unsqueeze(-1)).any(-1)),
-                    "unigram": (truth == frequent[0], (truth.unsqueeze(-1) == frequent).any(-1)),
-                    "bigram": (torch.zeros_like(hidden).masked_scatter(hidden, bi_top5[:, 0] == truth[hidden]),
-                               torch.zeros_like(hidden).masked_scatter(hidden, (bi_top5 == truth[hidden].unsqueeze(-1)).any(-1)))}
+            truth_h = truth[hidden]  # (M,), the hidden pieces in ids[hidden] order
+            # every filler's five best guesses at the hidden places, (M, 5)
+            guesses = {"mae": top5[hidden], "unigram": frequent.expand(len(truth_h), -1),
+                       "bigram": bigram.scores(truth, hidden, tb.padding_mask).topk(5, dim=-1).indices}
             groups = tb.mask_groups if tb.mask_groups is not None else torch.arange(length, device=device).expand(b, -1)
             pieces = torch.zeros(b, length, device=device).scatter_add_(1, groups, hidden.float())
             words = pieces > 0
-            totals["tokens"] += int(hidden.sum())
+            totals["tokens"] += len(truth_h)
             totals["words"] += int(words.sum())
-            for k, (top1, top5_hit) in hits.items():
-                totals[f"{k}_top1"] += int((top1 & hidden).sum())
-                totals[f"{k}_top5"] += int((top5_hit & hidden).sum())
-                right = torch.zeros(b, length, device=device).scatter_add_(1, groups, (top1 & hidden).float())
-                totals[f"{k}_word_top1"] += int((words & (right == pieces)).sum())
+            for k, ranked in guesses.items():
+                right = ranked == truth_h.unsqueeze(-1)  # (M, 5)
+                totals[f"{k}_top1"] += int(right[:, 0].sum())
+                totals[f"{k}_top5"] += int(right.any(-1).sum())
+                top1 = torch.zeros(b, length, device=device).masked_scatter(hidden, right[:, 0].float())
+                right_pieces = torch.zeros(b, length, device=device).scatter_add_(1, groups, top1)
+                totals[f"{k}_word_top1"] += int((words & (right_pieces == pieces)).sum())
             for i in range(min(b, TEXT_EXAMPLES - len(examples))):
                 ids = truth[i][~tb.padding_mask[i]].tolist()
                 h = hidden[i][~tb.padding_mask[i]].tolist()
