@@ -40,6 +40,9 @@ def tokens(h: torch.Tensor, mask: torch.Tensor, segments: int) -> tuple:
 
     if not segments:
         return h, mask.sum(1)
+    shortest = int(mask.sum(1).min())
+    if segments > shortest:
+        raise SystemExit(f"--segments {segments}: the shortest signature has only {shortest} points")
     return segment_means(h, mask, segments).reshape(len(h), segments, -1), torch.full((len(h),), segments)
 
 
