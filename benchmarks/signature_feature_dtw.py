@@ -46,11 +46,26 @@ def tokens(h: torch.Tensor, mask: torch.Tensor, segments: int) -> tuple:
     return segment_means(h, mask, segments).reshape(len(h), segments, -1), torch.full((len(h),), segments)
 
 
+def fill_dtw(dist: np.ndarray, x: torch.Tensor, length: torch.Tensor, first: List[int], second: List[int],
+             rows: np.ndarray) -> float:
+    """DTW between ``x[rows[i]]`` and ``x[rows[j]]`` for the file pairs (``first``, ``second``),
+    written symmetrically into ``dist``; ``rows`` maps a file index to its row of ``x``. Returns
+    the seconds the DTWs took."""
+    from multissl.evaluation.dtw import dtw_pairs
+
+    a, b = torch.as_tensor(rows[first]), torch.as_tensor(rows[second])
+    t0 = time.perf_counter()
+    d = dtw_pairs(x, length, a, b).numpy()
+    seconds = time.perf_counter() - t0
+    dist[first, second] = d
+    dist[second, first] = d
+    return seconds
+
+
 def feature_dtw(run: Path, corpus: Any, folds: List[List[int]], args: Any, sampling: str, segments: int = 0) -> tuple:
     """(N, N) DTW distances between per-point SSL features (NaN where the protocol needs none)
     the seconds the DTWs took and the number of DTWs."""
     from multissl.adapters.signature import SignatureAdapter
-    from multissl.evaluation.dtw import dtw_pairs
     from multissl.model import SSLModel
 
     n = len(corpus.files)
@@ -65,16 +80,12 @@ def feature_dtw(run: Path, corpus: Any, folds: List[List[int]], args: Any, sampl
             batch = adapter.eval_transform(adapter.prepare([corpus.files[i] for i in eval_idx]))
             h, length = tokens(model.encoder.eval().forward_tokens(batch), batch["mask"], segments)
         first, second = sv.fold_pairs(corpus, fold, args)
-        local = {int(g): i for i, g in enumerate(eval_idx)}
-        t0 = time.perf_counter()
-        d = dtw_pairs(h, length, torch.as_tensor([local[i] for i in first]),
-                      torch.as_tensor([local[i] for i in second])).numpy()
-        seconds += time.perf_counter() - t0
+        rows = np.full(n, -1)
+        rows[eval_idx] = np.arange(len(eval_idx))
+        took = fill_dtw(dist, h, length, first, second, rows)
+        seconds += took
         count += len(first)
-        dist[first, second] = d
-        dist[second, first] = d
-        print(f"fold {k}: {len(first)} pairs, {h.shape[1]} points x {h.shape[2]} features, "
-              f"{time.perf_counter() - t0:.0f} s", flush=True)
+        print(f"fold {k}: {len(first)} pairs, {h.shape[1]} points x {h.shape[2]} features, {took:.0f} s", flush=True)
     return dist, seconds, count
 
 
@@ -83,7 +94,6 @@ def raw_segment_dtw(corpus: Any, folds: List[List[int]], args: Any, segments: in
     ((x, y, dx, dy, p) z-scored per signature, the tablet's sampling), same pairs; (distances,
     seconds, DTWs)."""
     from multissl.adapters.signature import SignatureAdapter
-    from multissl.evaluation.dtw import dtw_pairs
 
     adapter = SignatureAdapter(features=sv.DTW_FEATURES, standardize="signature", resample=None)
     batch = adapter.eval_transform(adapter.prepare(corpus.files))
@@ -92,12 +102,8 @@ def raw_segment_dtw(corpus: Any, folds: List[List[int]], args: Any, segments: in
     dist, seconds, count = np.full((n, n), np.nan), 0.0, 0
     for fold in folds:
         first, second = sv.fold_pairs(corpus, fold, args)
-        t0 = time.perf_counter()
-        d = dtw_pairs(x, length, torch.as_tensor(first), torch.as_tensor(second)).numpy()
-        seconds += time.perf_counter() - t0
+        seconds += fill_dtw(dist, x, length, first, second, np.arange(n))
         count += len(first)
-        dist[first, second] = d
-        dist[second, first] = d
     return dist, seconds, count
 
 
@@ -106,8 +112,8 @@ def score(dist: Dict[str, np.ndarray], corpus: Any, folds: List[List[int]], args
     cross-fold weight (the recipe's ``cross_fold_weights``: chosen on the other folds' users)."""
     trials = sv.score_trials(dist, corpus, folds, args, reduction)  # the recipe's enrolment draws
     out: Dict[str, Any] = {}
-    for a, b in [(name, "dtw") for name in ("feature_dtw", "ssl", "raw_segment_dtw") if name in dist]:
-        pair = [{"ssl": t[a], "dtw": t[b]} for t in trials]  # the recipe's fuse() names its inputs so
+    for a in [name for name in ("feature_dtw", "ssl", "raw_segment_dtw") if name in dist]:
+        pair = [{"ssl": t[a], "dtw": t["dtw"]} for t in trials]  # the recipe's fuse() names its inputs so
         weights = sv.cross_fold_weights(pair, folds)
         for t in pair:
             t["fused_cv"] = sv.fuse(t, {u: w for fold, w in zip(folds, weights) for u in fold})
