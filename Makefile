@@ -30,8 +30,10 @@ install-test: $(VENV)/.installed-test
 demo: $(VENV)/.installed
 	$(VENV)/bin/multissl demo
 
+# pytest-xdist: one test worker per core (most tests run one torch thread); TEST_WORKERS=0 for one process
+TEST_WORKERS ?= auto
 test: $(VENV)/.installed-test
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed-bench
 	$(PY) benchmarks/image_throughput.py

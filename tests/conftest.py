@@ -1,8 +1,21 @@
 """Fixtures shared by the test modules."""
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (`make test` runs one worker per core) the workers share the cores:
+    each one, and the processes its tests start, gets its share of torch threads instead of
+    every core (which would oversubscribe the CPU)."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        share = str(max(1, (os.cpu_count() or 1) // int(workers)))
+        os.environ.setdefault("OMP_NUM_THREADS", share)
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 @pytest.fixture
