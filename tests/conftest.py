@@ -13,7 +13,8 @@ def pytest_configure(config):
     every core (which would oversubscribe the CPU)."""
     workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
     if workers:
-        share = str(max(1, (os.cpu_count() or 1) // int(workers)))
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        share = str(max(1, cores // int(workers)))
         os.environ.setdefault("OMP_NUM_THREADS", share)
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
