@@ -129,7 +129,7 @@ def build_parser(prog: str, description: str, defaults: Dict[str, Any]) -> argpa
     p.add_argument("--pretrain-on", choices=["all", "train"], default=d["pretrain_on"])
     p.add_argument("--finetune-steps", type=int, default=d["finetune_steps"], help="steps with k labels per class")
     p.add_argument("--finetune-epochs-all", type=float, default=d["finetune_epochs_all"],
-                   help="fine-tuning epochs with all labels")
+                   help="fine-tuning epochs with all labels (at least --finetune-steps steps)")
     p.add_argument("--finetune-batch-size", type=int, default=d["finetune_batch_size"])
     p.add_argument("--finetune-lr", type=float, default=d["finetune_lr"])
     p.add_argument("--finetune-encoder-lr-ratio", type=float, default=d["finetune_encoder_lr_ratio"])
@@ -335,6 +335,15 @@ def summarise(runs: Dict[str, Dict[str, List[Dict[str, float]]]]) -> Dict[str, A
     return out
 
 
+def finetune_steps(args: Args, k: int, n_labelled: int) -> int:
+    """Fine-tuning steps of both fine-tuned rows: ``--finetune-steps`` with k labels per class;
+    with all labels ``--finetune-epochs-all`` epochs of the labelled set, and never fewer steps
+    than with k per class (on a small corpus a few epochs are only a few dozen steps)."""
+    if k != ALL:
+        return args.finetune_steps
+    return max(args.finetune_steps, int(round(args.finetune_epochs_all * n_labelled / args.finetune_batch_size)))
+
+
 def k_name(k: int) -> str:
     return "all" if k == ALL else str(k)
 
@@ -525,8 +534,7 @@ def run(args: Args, recipe: str, log: Callable[[str], None] = print,
                 runs["ssl_probe"][kn].append(scores(y[test], probe_pred, positive))
                 last_preds[("ssl_probe", kn, s)] = (y[test], probe_pred)
                 t_rows["ssl_probe"] += time.perf_counter() - t1
-            steps = args.finetune_steps if k != ALL else max(1, int(round(
-                args.finetune_epochs_all * len(lab) / args.finetune_batch_size)))
+            steps = finetune_steps(args, k, len(lab))
             for row in ("scratch_finetune", "ssl_finetune"):
                 if row not in runs:
                     continue

@@ -86,6 +86,17 @@ def test_spam_detection_defaults_and_lpft_option(capsys):
     assert tc.parse_args(tc.build_parser("t", "t", cat.DEFAULTS), ["--data", "x"]).vocab_size is None
 
 
+def test_all_labels_fine_tune_for_epochs_but_never_fewer_steps_than_k_per_class():
+    from multissl.recipes import _text_classification as tc
+    from multissl.recipes import spam_detection as sd
+
+    a = tc.parse_args(tc.build_parser("spam_detection", "test", sd.DEFAULTS), ["--data", "x"])
+    assert (a.finetune_steps, a.finetune_epochs_all, a.finetune_batch_size) == (200, 3.0, 32)
+    assert tc.finetune_steps(a, 8, 16) == 200 and tc.finetune_steps(a, 32, 64) == 200
+    assert tc.finetune_steps(a, tc.ALL, 3901) == 366      # the SMS corpus' 70%: 3 epochs of batch 32
+    assert tc.finetune_steps(a, tc.ALL, 245) == 200       # 3 epochs would be 23 steps
+
+
 def test_text_categorization_headerless_csv_with_joined_columns(tmp_path):
     rng = np.random.default_rng(1)
     topics = {"1": "match goal team score league player".split(), "2": "market shares profit bank stocks".split(),
