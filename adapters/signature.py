@@ -33,6 +33,7 @@ from multissl.adapters.signature_encoders import SIGNATURE_ENCODERS, build_signa
 from multissl.adapters.signature_io import SVC2004_COLUMNS, list_signature_files, read_svc2004
 from multissl.bad_records import BadRecordPolicy, prepare_scope
 from multissl.errors import ConfigError, DataError
+from multissl.tokens import TokenBatch
 
 #: canonical channels of prepared ``points``, in order
 CHANNELS: Tuple[str, ...] = ("x", "y", "time", "pen_down", "pressure", "azimuth", "altitude")
@@ -67,7 +68,8 @@ AUGMENT_DEFAULTS: Dict[str, float] = {
     "mask_prob": 0.5,        # probability of masking one time span per signature
     "mask_max_frac": 0.1,    # maximum masked span, as a fraction of the signature's length
 }
-_DATA_KEYS = ("columns", "features", "resample", "standardize", "feature_mean", "feature_std", "sample_period_ms")
+_DATA_KEYS = ("columns", "features", "resample", "standardize", "feature_mean", "feature_std", "sample_period_ms",
+              "patch")
 CONFIG_KEYS = _DATA_KEYS + tuple(AUGMENT_DEFAULTS)
 
 _EPS = 1e-6
@@ -216,6 +218,7 @@ class SignatureAdapter(Adapter):
       (z-score each channel per signature, the classic DTW preprocessing) or ``"none"``;
     - ``feature_mean``, ``feature_std``: learnt by :meth:`fit`;
     - ``sample_period_ms``: time between samples when the data has no time column (10);
+    - ``patch``: points per token of the ``transformer`` encoder and of :meth:`tokens` (4);
     - augmentation strengths :data:`AUGMENT_DEFAULTS` (0 disables one).
     """
 
@@ -229,6 +232,8 @@ class SignatureAdapter(Adapter):
         "batch_size": 128,
         "encoder": "cnn",
     }
+    #: the masked methods (mae, data2vec) need a token encoder: the patch Transformer
+    token_defaults: ClassVar[Dict[str, Any]] = {"encoder": "transformer"}
     supported_methods: ClassVar[Optional[List[str]]] = None
 
     def __init__(self, **config: Any) -> None:
@@ -262,6 +267,9 @@ class SignatureAdapter(Adapter):
         for key in ("mask_prob", "point_dropout"):
             if self.config.get(key) is not None and self.config[key] >= 1:
                 raise ConfigError(f"{key} must be < 1, got {self.config[key]}")
+        patch = self.config.get("patch")
+        if patch is not None and (isinstance(patch, bool) or not isinstance(patch, int) or patch < 1):
+            raise ConfigError(f"patch must be a positive integer (points per token), got {patch!r}")
         if self.config.get("warp_knots") is not None and int(self.config["warp_knots"]) < 1:
             raise ConfigError(f"warp_knots must be >= 1, got {self.config['warp_knots']}")
         for key in ("feature_mean", "feature_std"):
@@ -284,6 +292,11 @@ class SignatureAdapter(Adapter):
     def features(self) -> List[str]:
         """The feature channels (configured, resolved by :meth:`prepare`, or the defaults)."""
         return list(self.config.get("features") or DEFAULT_FEATURES)
+
+    @property
+    def patch(self) -> int:
+        """Points per token of the ``transformer`` encoder and of :meth:`tokens`."""
+        return int(self.config.get("patch") or 4)
 
     def augmentation(self, key: str) -> float:
         """The configured strength of augmentation ``key`` (or its default)."""
@@ -377,15 +390,39 @@ class SignatureAdapter(Adapter):
         length = batch["length"].to(points.device)
         return [self._augment(points, length, generator) for _ in range(n_views)]
 
+    def tokens(self, batch: Dict[str, torch.Tensor], generator: Optional[torch.Generator] = None) -> TokenBatch:
+        """Patch tokens for the masked methods (``mae``, ``data2vec``).
+
+        ``inputs``: one augmented feature batch, as :meth:`views` makes it but without the masked
+        time span (the method hides whole patches itself), which the ``transformer`` encoder cuts
+        into patches of ``patch`` points; ``targets``: its standardised features per patch
+        (B, N, patch * C), so ``mae`` reconstructs the hidden pieces of the trajectory, pressure
+        and timing; ``padding_mask``: patches that start after a signature's end.
+        """
+        from multissl.adapters.signature_encoders import patchify_points
+
+        self._check_prepared(batch)
+        points, _ = self._points(batch["points"], batch["length"])
+        view = self._augment(points, batch["length"].to(points.device), generator, span_mask=False)
+        patches, padding = patchify_points(view["x"], view["mask"], self.patch)
+        return TokenBatch(inputs=view, targets=patches, padding_mask=padding)
+
     # ---- model -----------------------------------------------------------------------------
     def build_encoder(self, name: Optional[str] = None, **kwargs: Any) -> nn.Module:
-        """``cnn`` (default: dilated residual 1D CNN, masked mean+max pooling) or ``transformer``.
+        """``cnn`` (default: dilated residual 1D CNN, masked mean+max pooling) or ``transformer``
+        (patch tokens and the shared Transformer; the encoder of ``mae`` and ``data2vec``).
 
-        ``in_channels`` defaults to the number of features. Options: ``width``, ``depth``,
-        ``kernel_size``, ``embed_dim``, ``dropout`` (cnn); ``width``, ``depth``, ``heads``,
-        ``patch``, ``embed_dim``, ``dropout`` (transformer).
+        ``in_channels`` defaults to the number of features, the transformer's ``patch`` to the
+        adapter's. Options: ``width``, ``depth``, ``kernel_size``, ``embed_dim``, ``dropout``,
+        ``segments`` (cnn); ``dim``, ``depth``, ``heads``, ``patch``, ``max_tokens``, ``dropout``,
+        ``pool`` (transformer).
         """
         kwargs.setdefault("in_channels", len(self.features))
+        if (name or self.defaults["encoder"]) == "transformer":
+            kwargs.setdefault("patch", self.patch)
+            if kwargs["patch"] != self.patch:
+                raise ConfigError(f"transformer patch {kwargs['patch']} differs from the adapter's patch {self.patch} "
+                                  "(its token targets); set the adapter's patch instead")
         return build_signature_encoder(name or self.defaults["encoder"], **kwargs)
 
     def encoder_names(self) -> List[str]:
@@ -496,7 +533,8 @@ class SignatureAdapter(Adapter):
             f = (f - mean) / std * mask.unsqueeze(-1).to(f.dtype)
         return {"x": f, "mask": mask}
 
-    def _augment(self, points: torch.Tensor, length: torch.Tensor, g: Optional[torch.Generator]) -> SignatureBatch:
+    def _augment(self, points: torch.Tensor, length: torch.Tensor, g: Optional[torch.Generator],
+                 span_mask: bool = True) -> SignatureBatch:
         dev = points.device
         b = points.shape[0]
 
@@ -582,7 +620,7 @@ class SignatureAdapter(Adapter):
 
         # 7. mask one time span inside the real points (padding is never a masking target)
         p_mask, frac = self.augmentation("mask_prob"), self.augmentation("mask_max_frac")
-        if p_mask > 0 and frac > 0:
+        if span_mask and p_mask > 0 and frac > 0:
             mask = out["mask"]
             t = mask.shape[1]
             real = mask.sum(1).to(torch.float32)

@@ -14,14 +14,17 @@ the same alone or in a batch with longer ones.
   means of ``segments`` consecutive parts of the signature, and a linear layer. Mean pooling
   summarises the global dynamics, max pooling keeps salient local events (a sharp turn, a
   pressure peak) that averaging would wash out, and the segment means keep their order.
-- ``transformer``: a strided convolutional stem (4x fewer tokens), sinusoidal positions
-  (Vaswani et al., "Attention Is All You Need", 2017), a small pre-norm Transformer encoder
-  with a key-padding mask, masked mean pooling.
+- ``transformer``: non-overlapping patches of ``patch`` points (4: 4x fewer tokens), each
+  linearly embedded (:class:`SignaturePatchStem`), then the shared pre-norm Transformer
+  :class:`multissl.transformer.TokenEncoder` (learned positions started from sine-cosine codes,
+  a key-padding mask, masked mean pooling). It is the encoder of the masked methods (``mae``
+  reconstructs hidden patches, ``data2vec`` predicts their latent features): a patch whose first
+  point is padding is a padding token, and a patch that runs past a signature's end reads zeros
+  there, so padding never changes an embedding here either.
 """
 from __future__ import annotations
 
-import math
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Tuple
 
 import torch
 from torch import nn
@@ -135,55 +138,56 @@ class SignatureCNN(nn.Module):
         return self.head(torch.cat(pooled, dim=1))
 
 
-def sinusoidal_positions(length: int, dim: int, device: torch.device) -> torch.Tensor:
-    """(length, dim) sine/cosine position codes (Vaswani et al. 2017)."""
-    pos = torch.arange(length, device=device, dtype=torch.float32).unsqueeze(1)
-    freq = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
-    pe = torch.zeros(length, dim, device=device)
-    pe[:, 0::2] = torch.sin(pos * freq)
-    pe[:, 1::2] = torch.cos(pos * freq[: dim // 2])
-    return pe
+def patchify_points(x: torch.Tensor, mask: torch.Tensor, patch: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Feature sequences (B, T, C) -> non-overlapping patches (B, N, patch * C) and the token
+    padding mask (B, N) (True = padding), N = ceil(T / patch). Points past a signature's end
+    read as zeros; inside a patch the values are point-major, ``(point, feature)``. A patch
+    whose first point is padding is a padding token."""
+    b, t, c = x.shape
+    pad = (-t) % patch
+    x = nn.functional.pad(x * mask.unsqueeze(-1).to(x.dtype), (0, 0, 0, pad))
+    first_real = nn.functional.pad(mask, (0, pad))[:, ::patch]
+    return x.reshape(b, -1, patch * c), ~first_real
 
 
-class SignatureTransformer(nn.Module):
-    """Strided conv stem (``patch`` points per token) + pre-norm Transformer + masked mean pool.
+class SignaturePatchStem(nn.Module):
+    """Linear embedding of non-overlapping patches of ``patch`` points (all features of a patch
+    form one token); ``forward(batch) -> (tokens (B, N, dim), padding_mask (B, N))``.
+    ``target_dim`` = values per patch, the size of the masked methods' reconstruction targets
+    (:meth:`SignatureAdapter.tokens`)."""
 
-    A token is real when the first point of its window is; the stem sees zeros at padded
-    points, so the padding's content never reaches a real token.
-    """
-
-    def __init__(self, in_channels: int, width: int = 64, depth: int = 3, heads: int = 4, patch: int = 4,
-                 embed_dim: int = 128, dropout: float = 0.0) -> None:
+    def __init__(self, in_channels: int, patch: int, dim: int) -> None:
         super().__init__()
-        if width % heads or width % 2:
-            raise ConfigError(f"width ({width}) must be even and divisible by heads ({heads})")
-        if min(in_channels, depth, patch, embed_dim) < 1:
-            raise ConfigError("in_channels, depth, patch and embed_dim must be positive")
+        if min(in_channels, patch, dim) < 1:
+            raise ConfigError("in_channels, patch and dim must be positive")
         self.in_channels = int(in_channels)
-        self.embed_dim = int(embed_dim)
         self.patch = int(patch)
-        self.stem = nn.Conv1d(in_channels, width, kernel_size=patch, stride=patch)
-        layer = nn.TransformerEncoderLayer(width, heads, dim_feedforward=2 * width, dropout=dropout,
-                                           activation="gelu", batch_first=True, norm_first=True)
-        self.transformer = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
-        self.norm = nn.LayerNorm(width)
-        self.head = nn.Linear(width, embed_dim)
+        self.target_dim = self.patch * self.in_channels
+        self.proj = nn.Linear(self.target_dim, dim)
 
-    def forward(self, batch: SignatureBatch) -> torch.Tensor:
+    def forward(self, batch: SignatureBatch) -> Tuple[torch.Tensor, torch.Tensor]:
         x, mask = _unpack(batch)
-        t = x.shape[1]
-        pad = (-t) % self.patch
-        x = nn.functional.pad(x * mask.unsqueeze(-1).to(x.dtype), (0, 0, 0, pad))
-        tokens_mask = nn.functional.pad(mask, (0, pad))[:, :: self.patch]
-        h = self.stem(x.transpose(1, 2)).transpose(1, 2)
-        h = h + sinusoidal_positions(h.shape[1], h.shape[2], h.device).to(h.dtype)
-        h = self.transformer(h, src_key_padding_mask=~tokens_mask)
-        return self.head(masked_mean(self.norm(h), tokens_mask))
+        if x.shape[-1] != self.in_channels:
+            raise ConfigError(f"encoder built for {self.in_channels} feature(s), got a batch with {x.shape[-1]}")
+        patches, padding = patchify_points(x, mask, self.patch)
+        return self.proj(patches), padding
+
+
+def build_signature_transformer(in_channels: int, dim: int = 64, depth: int = 3, heads: int = 4, patch: int = 4,
+                                max_tokens: int = 512, dropout: float = 0.0, pool: str = "mean") -> nn.Module:
+    """``TokenEncoder(SignaturePatchStem(in_channels, patch, dim), ...)``: the shared pre-norm
+    Transformer (:class:`multissl.transformer.TokenEncoder`) on patches of ``patch`` points, so
+    the masked methods (``mae``, ``data2vec``) train on signatures; embedding width ``dim``.
+    Signatures of up to ``max_tokens * patch`` points."""
+    from multissl.transformer import TokenEncoder
+
+    return TokenEncoder(SignaturePatchStem(in_channels, patch, dim), dim=dim, depth=depth, heads=heads,
+                        max_tokens=max_tokens, dropout=dropout, pool=pool)
 
 
 SIGNATURE_ENCODERS: Dict[str, Callable[..., nn.Module]] = {
     "cnn": SignatureCNN,
-    "transformer": SignatureTransformer,
+    "transformer": build_signature_transformer,
 }
 
 
@@ -197,5 +201,5 @@ def build_signature_encoder(name: str, **kwargs: Any) -> nn.Module:
         raise ConfigError(f"signature encoder {name!r}: {exc}") from None
 
 
-__all__ = ["SignatureCNN", "SignatureTransformer", "SIGNATURE_ENCODERS", "build_signature_encoder",
-           "masked_mean", "masked_max", "segment_means"]
+__all__ = ["SignatureCNN", "SignaturePatchStem", "build_signature_transformer", "patchify_points",
+           "SIGNATURE_ENCODERS", "build_signature_encoder", "masked_mean", "masked_max", "segment_means"]

@@ -108,7 +108,8 @@ def test_feature_needing_a_missing_column_names_the_record():
 
 
 @pytest.mark.parametrize("config", [{"features": ["x", "curvature"]}, {"standardize": "global"}, {"resample": 1},
-                                    {"rotation": -1}, {"mask_prob": 1.0}, {"colour": 1}, {"columns": ["y", "time"]}])
+                                    {"rotation": -1}, {"mask_prob": 1.0}, {"colour": 1}, {"columns": ["y", "time"]},
+                                    {"patch": 0}, {"patch": 2.5}])
 def test_bad_config_is_a_config_error(config):
     with pytest.raises(ConfigError):
         SignatureAdapter(**config)
@@ -183,11 +184,11 @@ def test_span_masking_stays_inside_the_signature(fitted):
     assert hidden.any() and not (hidden & ~ref["mask"]).any()
 
 
-@pytest.mark.parametrize("name", ["cnn", "transformer"])
-def test_encoder_shapes_gradients_and_padding_invariance(fitted, name):
+@pytest.mark.parametrize("name, kwargs", [("cnn", {"embed_dim": 32}), ("transformer", {"dim": 32, "heads": 2})])
+def test_encoder_shapes_gradients_and_padding_invariance(fitted, name, kwargs):
     ad, data = fitted
     torch.manual_seed(0)
-    enc = ad.build_encoder(name, embed_dim=32)
+    enc = ad.build_encoder(name, **kwargs)
     assert enc.embed_dim == 32
     batch = ad.eval_transform(data)
     z = enc(batch)
@@ -216,6 +217,53 @@ def test_segment_pooling_encoder(fitted):
 def test_unknown_encoder_lists_the_available_ones(fitted):
     with pytest.raises(ConfigError, match="available: cnn, transformer"):
         fitted[0].build_encoder("lstm")
+
+
+def test_tokens_are_patches_of_an_unmasked_view_with_padding(fitted):
+    ad, data = fitted  # native sampling: lengths 30, 55, 41, 80, 62, 33
+    # every augmentation off but the span mask, which tokens() must not apply (the method masks)
+    plain = SignatureAdapter.from_config({**ad.get_config(), **{k: 0 for k in AUGMENT_DEFAULTS if k != "warp_knots"},
+                                          "mask_prob": 0.99, "mask_max_frac": 0.5, "patch": 8})
+    tb = plain.tokens(data, generator=torch.Generator().manual_seed(0))
+    tb.validate()
+    ref = plain.eval_transform(data)
+    # no span set to 0: the view is the unaugmented signature (up to the identity affine map's rounding)
+    assert torch.equal(tb.inputs["mask"], ref["mask"]) and torch.allclose(tb.inputs["x"], ref["x"], atol=1e-5)
+    x, c = tb.inputs["x"], len(ad.features)
+    assert tb.targets.shape == (6, 10, 8 * c) and not tb.discrete
+    starts = torch.arange(10) * 8
+    assert torch.equal(tb.padding_mask, starts[None, :] >= data["length"][:, None])
+    # a token is 8 consecutive points, point-major; the points past the end (and past T) read 0
+    assert torch.equal(tb.targets[1, 2].reshape(8, c), x[1, 16:24])
+    assert torch.equal(tb.targets[0, 3, : 6 * c], x[0, 24:30].reshape(-1)) and (tb.targets[0, 3, 6 * c:] == 0).all()
+    # augmented tokens: seeded, reproducible
+    a1 = ad.tokens(data, generator=torch.Generator().manual_seed(3))
+    a2 = ad.tokens(data, generator=torch.Generator().manual_seed(3))
+    a3 = ad.tokens(data, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(a1.targets, a2.targets) and not torch.equal(a1.targets, a3.targets)
+
+
+def test_transformer_takes_the_adapters_patch(fitted):
+    ad, data = fitted
+    wide = SignatureAdapter.from_config({**ad.get_config(), "patch": 8})
+    enc = wide.build_encoder("transformer", dim=16, depth=1, heads=2)
+    assert enc.target_dim == 8 * len(ad.features)
+    assert enc.tokenize(wide.eval_transform(data))[0].shape == (6, 10, 16)
+    with pytest.raises(ConfigError, match="adapter's patch"):
+        ad.build_encoder("transformer", patch=8)
+
+
+@pytest.mark.parametrize("method", ["mae", "data2vec"])
+def test_pretrain_masked_methods_on_signatures(tmp_path, sigs, method):
+    from multissl import SSLModel, pretrain
+
+    model = pretrain(sigs * 3, adapter="signature", method=method, epochs=2, batch_size=8, seed=1,
+                     output_dir=str(tmp_path / "run"), encoder_kwargs={"dim": 16, "depth": 1, "heads": 2},
+                     progress=False)
+    assert model.config["encoder"]["name"] == "transformer"  # the adapter's token encoder, by default
+    z = model.embed(sigs)
+    assert z.shape == (6, 16) and np.isfinite(z).all()
+    assert np.allclose(SSLModel.from_pretrained(tmp_path / "run" / "final").embed(sigs), z, atol=1e-5)
 
 
 def test_pretrain_embed_save_load(tmp_path, sigs):
