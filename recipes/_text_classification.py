@@ -116,8 +116,10 @@ def build_parser(prog: str, description: str, defaults: Dict[str, Any]) -> argpa
     p.add_argument("--mask-ratio", type=float, default=d["mask_ratio"], help="mae/data2vec mask ratio")
     p.add_argument("--temperature", type=float, default=d["temperature"], help="simclr temperature")
     p.add_argument("--style", choices=("mae", "simmim"), default=None,
-                   help="mae only: 'mae' (the encoder sees the visible pieces, a light decoder fills the rest; "
-                        "default) or 'simmim' (BERT-style: mask embeddings in the encoder's input, a linear head)")
+                   help="mae only: 'mae' (the encoder sees the visible pieces, a light decoder fills the rest) or "
+                        "'simmim' (BERT-style: mask embeddings in the encoder's input, a linear head); "
+                        f"default: {d['style'] or 'the text adapter default, mae'}")
+    p.set_defaults(recipe_style=d["style"])  # the recipe's own choice, used with --method mae only
     p.add_argument("--encoder", default=d["encoder"])
     p.add_argument("--dim", type=int, default=d["dim"])
     p.add_argument("--depth", type=int, default=d["depth"])
@@ -179,11 +181,12 @@ def parse_args(parser: argparse.ArgumentParser, argv: Optional[List[str]]) -> Ar
         parser.error("--finetune-probe-steps must be >= 0")
     if a.style is not None and a.method != "mae":
         parser.error(f"--style applies to --method mae, not {a.method!r}")
+    style = a.style if a.style is not None else (a.recipe_style if a.method == "mae" else None)
     names = [c.strip() for c in a.column_names.split(",")] if a.column_names else None
     return Args(data=a.data, output=a.output, text_column=a.text_column, label_column=a.label_column,
                 column_names=names, positive_label=a.positive_label, test_fraction=a.test_fraction,
                 labels_per_class=ks, seeds=a.seeds, method=a.method, preset=a.preset, mask_ratio=a.mask_ratio,
-                temperature=a.temperature, style=a.style, encoder=a.encoder, dim=a.dim, depth=a.depth, vocab_size=a.vocab_size,
+                temperature=a.temperature, style=style, encoder=a.encoder, dim=a.dim, depth=a.depth, vocab_size=a.vocab_size,
                 max_length=a.max_length, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
                 pretrain_on=a.pretrain_on, finetune_steps=a.finetune_steps,
                 finetune_epochs_all=a.finetune_epochs_all, finetune_batch_size=a.finetune_batch_size,

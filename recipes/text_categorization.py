@@ -4,7 +4,8 @@ The same protocol as ``spam_detection`` for any number of classes: stratified 70
 seeds 0..4; for each k in ``--labels-per-class`` (default 8, 32 and all) the same labelled
 texts go to TF-IDF (word + char n-grams) + logistic regression with C by cross-validation, the
 text Transformer from scratch (same augmentation and budget), and the SSL-pretrained one (frozen
-+ logistic regression, and fine-tuned). Reports accuracy, macro F1 and MCC.
++ logistic regression, and fine-tuned). Reports accuracy, macro F1 and MCC. The pretraining is
+BERT-style masked language modelling (``--style simmim``), 20 epochs of batch 32.
 
     accelerate launch recipes/text_categorization.py --data ../shared/data/ag_news_test/test.csv \\
         --column-names label,title,description --text-column title,description --output runs/ag_news
@@ -26,7 +27,11 @@ except ImportError:  # pragma: no cover
     sys.path.insert(0, str(Path(__file__).parent))
     import _text_classification as tc  # type: ignore
 
-DEFAULTS = {"output": "runs/text_categorization", "label_column": "label"}
+#: BERT-style masked language modelling, 20 epochs of batch 32: on AG News (7,600 items) its frozen
+#: probe reaches 0.72 accuracy with 8 labels per class where the MAE path (10 epochs of 64, the
+#: defaults until stop 29) stayed at chance, 0.26 (docs/recipes/text_categorization.md)
+DEFAULTS = {"output": "runs/text_categorization", "label_column": "label", "style": "simmim", "epochs": 20,
+            "batch_size": 32}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

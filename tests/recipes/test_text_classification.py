@@ -83,7 +83,15 @@ def test_spam_detection_defaults_and_lpft_option(capsys):
     # text_categorization keeps the adapter's default vocabulary
     from multissl.recipes import text_categorization as cat
 
-    assert tc.parse_args(tc.build_parser("t", "t", cat.DEFAULTS), ["--data", "x"]).vocab_size is None
+    cp = tc.build_parser("t", "t", cat.DEFAULTS)
+    c = tc.parse_args(cp, ["--data", "x"])
+    assert c.vocab_size is None
+    # ... and pretrains BERT-style (simmim) for 20 epochs of 32, unless told otherwise
+    assert (c.style, c.epochs, c.batch_size) == ("simmim", 20, 32)
+    assert tc.parse_args(cp, ["--data", "x", "--style", "mae"]).style == "mae"
+    assert tc.parse_args(cp, ["--data", "x", "--method", "simclr"]).style is None  # the recipe's style is mae's only
+    with pytest.raises(SystemExit):
+        tc.parse_args(cp, ["--data", "x", "--method", "simclr", "--style", "simmim"])
 
 
 def test_all_labels_fine_tune_for_epochs_but_never_fewer_steps_than_k_per_class():
