@@ -71,7 +71,7 @@ class Args:
     preset: Optional[str] = None
     mask_ratio: Optional[float] = None
     temperature: Optional[float] = None
-    style: Optional[str] = None  # mae's style: "mae" (default) or "simmim" (BERT-style)
+    style: Optional[str] = None  # mae's style: "mae" or "simmim" (BERT-style); None: the text adapter's (mae)
     encoder: str = "transformer"
     dim: Optional[int] = None
     depth: Optional[int] = None
