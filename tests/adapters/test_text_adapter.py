@@ -241,6 +241,11 @@ def test_pretrain_mae_is_masked_language_modelling():
                      encoder_kwargs={"depth": 1, "dim": 32, "heads": 2})
     assert np.isfinite(model.config["history"][-1]["loss"])
     assert model.embed(texts[:4]).shape == (4, 32)
+    # BERT-style on text unless asked otherwise (the MAE path collapses the mean embedding there)
+    assert model.config["method_hparams"]["style"] == "simmim" and model.config["method_hparams"]["mask_ratio"] == 0.15
+    mae_path = pretrain(texts, adapter="text", method="mae", epochs=1, batch_size=16, progress=False,
+                        encoder_kwargs={"depth": 1, "dim": 32, "heads": 2}, method_kwargs={"style": "mae"})
+    assert mae_path.config["method_hparams"]["style"] == "mae"
 
 
 def test_demo_corpus_is_real_labelled_text_shipped_with_python():

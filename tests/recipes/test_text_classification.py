@@ -67,6 +67,7 @@ def test_spam_detection_defaults_and_lpft_option(capsys):
     a = tc.parse_args(parser, ["--data", "x"])
     # the recipe's own vocabulary size (the adapter's default is 8,000) and no LP-FT warm-up
     assert a.vocab_size == 2000 and a.finetune_probe_steps == 0
+    assert a.style == "mae"  # the MAE path its figures were measured with (the adapter's default is simmim)
     assert tc.parse_args(parser, ["--data", "x", "--finetune-probe-steps", "50"]).finetune_probe_steps == 50
     assert tc.parse_args(parser, ["--data", "x", "--vocab-size", "8000"]).vocab_size == 8000
     with pytest.raises(SystemExit):
@@ -76,7 +77,7 @@ def test_spam_detection_defaults_and_lpft_option(capsys):
     with pytest.raises(SystemExit) as e:
         tc.parse_args(parser, ["--data", "x", "--ensemble", "0"])
     assert e.value.code == 2 and "--ensemble must be >= 1" in capsys.readouterr().err
-    assert a.style is None and tc.parse_args(parser, ["--data", "x", "--style", "simmim"]).style == "simmim"
+    assert tc.parse_args(parser, ["--data", "x", "--style", "simmim"]).style == "simmim"
     with pytest.raises(SystemExit) as e:
         tc.parse_args(parser, ["--data", "x", "--method", "simclr", "--style", "simmim"])
     assert e.value.code == 2 and "--style applies to --method mae" in capsys.readouterr().err
