@@ -71,7 +71,7 @@ class Args:
     preset: Optional[str] = None
     mask_ratio: Optional[float] = None
     temperature: Optional[float] = None
-    style: Optional[str] = None  # mae's style: "mae" or "simmim" (BERT-style); None: the text adapter's (mae)
+    style: Optional[str] = None  # mae's style: "mae" or "simmim" (BERT-style); None: the text adapter's (simmim)
     encoder: str = "transformer"
     dim: Optional[int] = None
     depth: Optional[int] = None
@@ -118,7 +118,7 @@ def build_parser(prog: str, description: str, defaults: Dict[str, Any]) -> argpa
     p.add_argument("--style", choices=("mae", "simmim"), default=None,
                    help="mae only: 'mae' (the encoder sees the visible pieces, a light decoder fills the rest) or "
                         "'simmim' (BERT-style: mask embeddings in the encoder's input, a linear head); "
-                        f"default: {d['style'] or 'the text adapter default, mae'}")
+                        f"default: {d['style'] or 'the text adapter default, simmim'}")
     p.set_defaults(recipe_style=d["style"])  # the recipe's own choice, used with --method mae only
     p.add_argument("--encoder", default=d["encoder"])
     p.add_argument("--dim", type=int, default=d["dim"])
