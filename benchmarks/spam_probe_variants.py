@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from multissl.recipes import _text_classification as tc
-from multissl.recipes.spam_detection import resolve_data
+from multissl.recipes.spam_detection import DEFAULTS as SPAM_DEFAULTS, resolve_data
 
 VARIANTS = ("tfidf", "mean", "max", "meanmax", "layers_meanmax", "emb_meanmax", "all_meanmax")
 
@@ -72,7 +72,9 @@ def main() -> int:
     p.add_argument("--dim", type=int, default=None)
     p.add_argument("--depth", type=int, default=None)
     p.add_argument("--vocab", type=int, default=None, help="tokenizer vocabulary size (adapter default 8000)")
-    p.add_argument("--method-kwargs", default="{}", help="JSON, e.g. '{\"mask_ratio\": 0.3}'")
+    p.add_argument("--method-kwargs", default="{}",
+                   help="JSON, e.g. '{\"mask_ratio\": 0.3}'; mae's style defaults to the spam recipe's (the MAE "
+                        "path, with which the spam page was measured), '{\"style\": \"simmim\"}' for BERT-style")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--labels-per-class", default="8,32")
     p.add_argument("--variants", default=",".join(VARIANTS))
@@ -97,8 +99,11 @@ def main() -> int:
         adapter = TextAdapter(**({"vocab_size": a.vocab} if a.vocab else {}))
         adapter.fit(texts)
         ek = {k: v for k, v in (("dim", a.dim), ("depth", a.depth)) if v is not None}
+        mk = json.loads(a.method_kwargs)
+        if a.method == "mae":  # the spam recipe's style, not the text adapter's newer default
+            mk.setdefault("style", SPAM_DEFAULTS["style"])
         model = pretrain(adapter.encode(texts), adapter=adapter, method=a.method, epochs=a.epochs, batch_size=64,
-                         encoder="transformer", encoder_kwargs=ek, method_kwargs=json.loads(a.method_kwargs),
+                         encoder="transformer", encoder_kwargs=ek, method_kwargs=mk,
                          seed=a.seed, progress=False)
         model.save_pretrained(out / "final")
     print(f"pretraining {time.perf_counter() - t0:.0f} s, vocabulary {adapter.tokenizer.vocab_size}, "
