@@ -152,6 +152,7 @@ def main() -> int:
     xm = mine.eval_transform(mine.prepare([corpus.files[i] for i in train_idx]))["x"]
     t0 = time.perf_counter()
     align = alignments(xm, pairs)
+    back = torch.as_tensor(alignments_back(align.numpy()))  # b's points -> a's, once for all pairs
     print(f"{len(pairs)} directed pairs among {len(train_idx)} signatures; alignments {time.perf_counter() - t0:.0f} s",
           flush=True)
 
@@ -176,9 +177,7 @@ def main() -> int:
         vb = adapter.views({k: v[ib] for k, v in prepared.items()}, 1, generator=g)[0]
         za = nn.functional.normalize(head(encoder.forward_tokens(va)), dim=-1)
         zb = nn.functional.normalize(head(encoder.forward_tokens(vb)), dim=-1)
-        fwd = torch.as_tensor(align[pick])
-        back = torch.as_tensor(alignments_back(align[pick]))
-        loss = 0.5 * (point_nce(za, zb, fwd, a.tau, a.guard) + point_nce(zb, za, back, a.tau, a.guard))
+        loss = 0.5 * (point_nce(za, zb, align[pick], a.tau, a.guard) + point_nce(zb, za, back[pick], a.tau, a.guard))
         opt.zero_grad()
         loss.backward()
         opt.step()
