@@ -204,7 +204,7 @@ def main(argv: List[str] | None = None) -> Dict[str, Any]:
         rows.append([k, f"{reps[k]['probe']:.3f} ± {reps[k]['probe_std']:.3f}", f"{reps[k]['knn']:.3f}",
                      f"{ti['seconds'] / 60:.1f}" if ti else "-", f"{ti['images_per_s']:.0f}" if ti else "-"])
     print()
-    table = print_table(rows, [f"representation", f"probe ({args.labels_per_class}/class, {args.draws} draws)",
+    table = print_table(rows, ["representation", f"probe ({args.labels_per_class}/class, {args.draws} draws)",
                                f"kNN (k={args.knn_k})", "train min", "img/s"])
     verdict = None
     if "multissl SimCLR" in reps and "lightly SimCLR" in reps:

@@ -83,7 +83,6 @@ def load(name: str):
 
 def run_dataset(name: str, args: argparse.Namespace) -> Dict[str, Any]:
     from multissl import pretrain
-    from multissl.adapters import get_adapter
     from multissl.evaluation import FinetuneConfig, finetune, linear_probe
     from multissl.evaluation.few_labels import sample_per_class
     from multissl.evaluation.timeseries_protocol import svm_classify

@@ -79,7 +79,6 @@ def colour_outputs(method: Any, adapter: Any, held_out: Any, output: Path) -> Di
     import torch
 
     from multissl.adapters import to_device
-    from multissl.methods.lab_color import rgb_to_lab
 
     method.eval()
     device = next(method.parameters()).device

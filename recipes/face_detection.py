@@ -157,7 +157,6 @@ PYRAMID_STRIDE = 8
 @functools.lru_cache(maxsize=None)
 def _trunk_pyramid_class() -> type:
     """The backbone module class, defined on first use so that ``--help`` does not import torch."""
-    import torch
     from torch import nn
     from torchvision.ops import FeaturePyramidNetwork
 
