@@ -5,7 +5,7 @@ PIP     = $(VENV)/bin/pip
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed-$(1)
 
-.PHONY: demo test install install-test bench clean
+.PHONY: demo test lint install install-test bench clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,9 +30,13 @@ install-test: $(VENV)/.installed-test
 demo: $(VENV)/.installed
 	$(VENV)/bin/multissl demo
 
+# pyflakes' checks (pyproject.toml [tool.ruff]): an undefined name or unused import fails the run early
+lint: $(VENV)/.installed-test
+	$(VENV)/bin/ruff check --quiet .
+
 # pytest-xdist: one test worker per core (most tests run one torch thread); TEST_WORKERS=0 for one process
 TEST_WORKERS ?= auto
-test: $(VENV)/.installed-test
+test: lint
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed-bench
