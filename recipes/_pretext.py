@@ -260,17 +260,3 @@ def run(args: PretextArgs, recipe: str, method_name: str, evaluate: EvaluateStep
     print(f"\nwrote {out / 'metrics.json'}, {out / 'accuracy_vs_labels.png'}, model in {out / 'final'}")
     state.wait_for_everyone()
     return metrics
-
-
-def main(recipe: str, run_recipe: Callable[[List[str]], Any], argv: Optional[List[str]]) -> int:
-    """Run a recipe; a user mistake (bad file, bad option) is one line on stderr and exit status 2."""
-    import sys
-
-    from multissl.errors import UserError
-
-    try:
-        run_recipe(argv)
-    except UserError as e:
-        print(f"{recipe}: error: {e}", file=sys.stderr)
-        return 2
-    return 0

@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -621,12 +620,6 @@ def _quiet(*_: Any, **__: Any) -> None:
 
 def main(recipe: str, parser: argparse.ArgumentParser, argv: Optional[List[str]],
          targets: Optional[Callable[[Dict[str, Any], Args], Dict[str, Any]]] = None) -> int:
-    from multissl.errors import UserError
+    from multissl.errors import exit_status
 
-    args = parse_args(parser, argv)
-    try:
-        run(args, recipe, targets=targets)
-    except UserError as e:
-        print(f"{recipe}: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_status(recipe, lambda: run(parse_args(parser, argv), recipe, targets=targets))

@@ -34,7 +34,8 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from multissl.recipes._pretext import PretextArgs, argument_parser, common_args, main as run_main, run
+from multissl.errors import exit_status
+from multissl.recipes._pretext import PretextArgs, argument_parser, common_args, run
 
 DEFAULTS = PretextArgs(data="", output="runs/colorization")
 #: held-out images shown in the PNG grid
@@ -117,7 +118,7 @@ def run_colorization(argv: Optional[List[str]] = None) -> Dict[str, Any]:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    return run_main("colorization", run_colorization, argv)
+    return exit_status("colorization", lambda: run_colorization(argv))
 
 
 if __name__ == "__main__":

@@ -518,16 +518,9 @@ def run(args: ContextFillingArgs) -> Dict[str, Any]:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """Run the recipe; a user mistake (bad file, bad option) is one line on stderr and exit status 2."""
-    from multissl.errors import UserError
+    from multissl.errors import exit_status
 
-    args = parse_args(argv)
-    try:
-        run(args)
-    except UserError as e:
-        print(f"context_filling: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_status("context_filling", lambda: run(parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -475,15 +475,9 @@ def run(args: Args) -> Dict[str, Any]:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from multissl.errors import UserError
+    from multissl.errors import exit_status
 
-    args = parse_args(argv)
-    try:
-        run(args)
-    except UserError as e:
-        print(f"face_detection: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_status("face_detection", lambda: run(parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -189,15 +189,9 @@ def _subset(prepared: Any, labels: np.ndarray, classes: List[str], n: Optional[i
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from multissl.errors import UserError
+    from multissl.errors import exit_status
 
-    args = parse_args(argv)
-    try:
-        run(args)
-    except UserError as e:
-        print(f"image_few_labels: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_status("image_few_labels", lambda: run(parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -29,7 +29,8 @@ from __future__ import annotations
 import sys
 from typing import Any, Dict, List, Optional
 
-from multissl.recipes._pretext import PretextArgs, argument_parser, common_args, main as run_main, run
+from multissl.errors import exit_status
+from multissl.recipes._pretext import PretextArgs, argument_parser, common_args, run
 
 DEFAULTS = PretextArgs(data="", output="runs/jigsaw")
 
@@ -52,7 +53,7 @@ def run_jigsaw(argv: Optional[List[str]] = None) -> Dict[str, Any]:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    return run_main("jigsaw", run_jigsaw, argv)
+    return exit_status("jigsaw", lambda: run_jigsaw(argv))
 
 
 if __name__ == "__main__":

@@ -40,7 +40,8 @@ from __future__ import annotations
 import sys
 from typing import Any, Dict, List, Optional
 
-from multissl.recipes._pretext import PretextArgs, argument_parser, common_args, main as run_main, run
+from multissl.errors import exit_status
+from multissl.recipes._pretext import PretextArgs, argument_parser, common_args, run
 
 DEFAULTS = PretextArgs(data="", output="runs/rotation")
 
@@ -154,7 +155,7 @@ def run_video(args: PretextArgs) -> Dict[str, Any]:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    return run_main("rotation", run_rotation, argv)
+    return exit_status("rotation", lambda: run_rotation(argv))
 
 
 if __name__ == "__main__":

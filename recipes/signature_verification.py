@@ -632,15 +632,9 @@ def run(args: Args) -> Dict[str, Any]:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from multissl.errors import UserError
+    from multissl.errors import exit_status
 
-    args = parse_args(argv)
-    try:
-        run(args)
-    except UserError as e:
-        print(f"signature_verification: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_status("signature_verification", lambda: run(parse_args(argv)))
 
 
 if __name__ == "__main__":

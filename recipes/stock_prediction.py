@@ -453,19 +453,17 @@ def plot_predictions(preds: Dict[str, Dict[str, List[np.ndarray]]], path: Path) 
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from multissl.errors import UserError
+    from multissl.errors import exit_status
 
-    args = parse_args(argv)
-    try:
+    def job() -> None:
         import torch
 
+        args = parse_args(argv)
         # small convolutions: one thread is fastest on a shared CPU (MULTISSL_THREADS to change)
         torch.set_num_threads(int(os.environ.get("MULTISSL_THREADS", "1")))
         run(args)
-    except UserError as e:
-        print(f"stock_prediction: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+
+    return exit_status("stock_prediction", job)
 
 
 if __name__ == "__main__":

@@ -439,9 +439,9 @@ def run_video_motion(argv: Optional[List[str]] = None) -> Dict[str, Any]:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from multissl.recipes._pretext import main as run_main
+    from multissl.errors import exit_status
 
-    return run_main("video_motion", run_video_motion, argv)
+    return exit_status("video_motion", lambda: run_video_motion(argv))
 
 
 if __name__ == "__main__":
