@@ -456,9 +456,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     from multissl.errors import exit_status
 
     def job() -> None:
+        args = parse_args(argv)  # before importing torch: --help stays quick
+
         import torch
 
-        args = parse_args(argv)
         # small convolutions: one thread is fastest on a shared CPU (MULTISSL_THREADS to change)
         torch.set_num_threads(int(os.environ.get("MULTISSL_THREADS", "1")))
         run(args)
