@@ -162,5 +162,42 @@ def locally_scaled(distances: np.ndarray, scales_a: np.ndarray, scales_b: np.nda
     return d / np.sqrt(np.maximum(np.outer(a, b), 1e-24))
 
 
+def hull_distances(query_to_refs: np.ndarray, ref_to_ref: np.ndarray, ridge: float = 0.03) -> np.ndarray:
+    """(Q,) distance of each questioned sample to the references' affine hull, ridge-regularised
+    towards their centroid: ``sqrt(min_c |x - m - V c|^2 + mu |c|^2)``, with ``m`` the centroid
+    of the R references, ``V`` their offsets from it and ``mu = ridge`` times the mean nonzero
+    eigenvalue of ``V^T V``.
+
+    A genuine sample differs from its writer's references in the ways the references differ
+    from one another; the hull distance forgives exactly those directions, which the distance to
+    the nearest reference or to the centroid does not. ``ridge=0`` is the plain distance to the
+    hull, a large ``ridge`` tends to the distance to the centroid. Computed from distances alone
+    (the kernel trick, double centring), so they must be **Euclidean** distances between
+    embeddings; DTW distances are not.
+
+    Args:
+        query_to_refs: (Q, R) Euclidean distances of Q questioned samples to the R references.
+        ref_to_ref: (R, R) Euclidean distances between the references.
+        ridge: >= 0, relative to the references' own spread (see above).
+    """
+    dq2 = np.asarray(query_to_refs, dtype=np.float64) ** 2
+    dr2 = np.asarray(ref_to_ref, dtype=np.float64) ** 2
+    r = dr2.shape[0]
+    if dr2.shape != (r, r) or r < 2 or dq2.ndim != 2 or dq2.shape[1] != r:
+        raise ConfigError(f"need (Q, R) query and (R, R) reference distances with R >= 2, got shapes "
+                          f"{dq2.shape} and {dr2.shape}")
+    if not ridge >= 0:
+        raise ConfigError(f"ridge must be >= 0, got {ridge}")
+    np.fill_diagonal(dr2, 0.0)
+    ref_mean, total = dr2.mean(axis=1), dr2.mean()
+    gram = -0.5 * (dr2 - ref_mean[:, None] - ref_mean[None, :] + total)           # (r_i - m) . (r_j - m)
+    cross = -0.5 * (dq2 - dq2.mean(axis=1, keepdims=True) - ref_mean[None, :] + total)  # (x - m) . (r_i - m)
+    norm2 = dq2.mean(axis=1) - 0.5 * total                                          # |x - m|^2
+    mu = ridge * np.trace(gram) / (r - 1)
+    inv = np.linalg.pinv(gram + mu * np.eye(r), hermitian=True)
+    return np.sqrt(np.maximum(norm2 - np.einsum("qi,ij,qj->q", cross, inv, cross), 0.0))
+
+
 __all__ = ["ErrorRates", "error_rates", "eer", "det_points", "reference_distances", "reference_spread",
-           "normalized_scores", "enrolment_scores", "cohort_scales", "locally_scaled", "REDUCTIONS"]
+           "normalized_scores", "enrolment_scores", "cohort_scales", "locally_scaled", "hull_distances",
+           "REDUCTIONS"]

@@ -6,7 +6,7 @@ import pytest
 
 from multissl.errors import ConfigError
 from multissl.evaluation.verification import (cohort_scales, det_points, eer, enrolment_scores, error_rates,
-                                              locally_scaled, normalized_scores, reference_spread)
+                                              hull_distances, locally_scaled, normalized_scores, reference_spread)
 
 
 def test_error_rates_at_every_threshold():
@@ -97,3 +97,45 @@ def test_cohort_scaling_bad_input():
         cohort_scales(np.full((2, 3), np.nan), cohort, k=1)
     with pytest.raises(ConfigError, match="do not match"):
         locally_scaled(np.ones((2, 2)), [1.0], [1.0, 2.0])
+
+
+def _euclid(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1))
+
+
+def test_hull_distances_hand_computed():
+    # references (0,0), (2,0) in the plane: their affine hull is the x-axis, centroid (1,0)
+    refs = np.array([[0.0, 0.0], [2.0, 0.0]])
+    queries = np.array([[5.0, 3.0], [1.0, -2.0], [1.0, 0.0]])
+    d = hull_distances(_euclid(queries, refs), _euclid(refs, refs), ridge=0.0)
+    np.testing.assert_allclose(d, [3.0, 2.0, 0.0], atol=1e-9)
+    # a huge ridge pins the coefficients to 0: the distance to the centroid
+    far = hull_distances(_euclid(queries, refs), _euclid(refs, refs), ridge=1e9)
+    np.testing.assert_allclose(far, [5.0, 2.0, 0.0], atol=1e-6)
+
+
+def test_hull_distances_match_an_explicit_ridge_regression():
+    rng = np.random.default_rng(0)
+    refs, queries = rng.normal(size=(5, 16)), rng.normal(size=(7, 16))
+    m = refs.mean(0)
+    v = (refs - m).T                                                  # (16, 5) offsets
+    mu = 0.3 * np.trace(v.T @ v) / 4                                  # ridge 0.3 x the mean nonzero eigenvalue
+    want = []
+    for x in queries:  # min_c |x - m - V c|^2 + mu |c|^2 as least squares on the augmented system
+        a = np.vstack([v, np.sqrt(mu) * np.eye(5)])
+        b = np.concatenate([x - m, np.zeros(5)])
+        c = np.linalg.lstsq(a, b, rcond=None)[0]
+        want.append(np.sqrt(((x - m - v @ c) ** 2).sum() + mu * (c ** 2).sum()))
+    got = hull_distances(_euclid(queries, refs), _euclid(refs, refs), ridge=0.3)
+    np.testing.assert_allclose(got, want, rtol=1e-8)
+    # never above the distance to the centroid, and a reference itself is on the hull
+    assert np.all(got <= np.sqrt(((queries - m) ** 2).sum(1)) + 1e-12)
+    assert hull_distances(_euclid(refs, refs), _euclid(refs, refs), ridge=0.0) == pytest.approx(np.zeros(5), abs=1e-6)
+
+
+def test_hull_distances_bad_input():
+    d = np.ones((3, 3)) - np.eye(3)
+    with pytest.raises(ConfigError, match="shapes"):
+        hull_distances(np.ones((2, 4)), d)
+    with pytest.raises(ConfigError, match="ridge"):
+        hull_distances(np.ones((2, 3)), d, ridge=-1.0)
