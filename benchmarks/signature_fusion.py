@@ -137,26 +137,37 @@ def duration_distances(files: List[Path]) -> np.ndarray:
     return np.abs(log_t[:, None] - log_t[None, :])
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run_parser(description: str) -> argparse.ArgumentParser:
+    """The options naming a finished recipe run and its protocol (shared with the other re-scoring scripts)."""
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("--run", required=True, help="a finished signature_verification run (its distances.npz)")
     p.add_argument("--data", default="../shared/data/svc2004_task2")
     p.add_argument("--folds", type=int, required=True, help="the run's --folds")
     p.add_argument("--trials", type=int, default=10)
     p.add_argument("--seed", type=int, default=0, help="the run's --seed (its enrolment draws)")
-    p.add_argument("--control", choices=["duration"], default=None,
-                   help="fuse DTW with this hand-made distance instead of the run's SSL one")
     p.add_argument("--json", default=None)
-    a = p.parse_args()
+    return p
+
+
+def load_run(a: argparse.Namespace):
+    """``(args, corpus, {"ssl", "dtw"} distances, folds)`` of a finished run, checked against the data."""
     args = Args(data=a.data, folds=a.folds, trials=a.trials, seed=a.seed)
     corpus = load_corpus(a.data, args.genuine, args.enrol_from)
     saved = np.load(Path(a.run) / "distances.npz")
     if not np.array_equal(saved["user"], corpus.user) or not np.array_equal(saved["number"], corpus.number):
         raise SystemExit(f"{a.run}/distances.npz: its files are not those of {a.data}")
     dist = {s: saved[s].astype(np.float64) for s in ("ssl", "dtw")}
+    return args, corpus, dist, user_folds(sorted(set(corpus.user.tolist())), a.folds)
+
+
+def main() -> int:
+    p = run_parser(__doc__.splitlines()[0])
+    p.add_argument("--control", choices=["duration"], default=None,
+                   help="fuse DTW with this hand-made distance instead of the run's SSL one")
+    a = p.parse_args()
+    args, corpus, dist, folds = load_run(a)
     if a.control == "duration":  # rows named "ssl" below are then this control
         dist["ssl"] = duration_distances(corpus.files)
-    folds = user_folds(sorted(set(corpus.user.tolist())), a.folds)
     trials = draw_parts(dist, corpus, folds, args)
 
     rows = rule_rows(trials, folds, list(RULES))

@@ -18,7 +18,6 @@ Prints one table (per-user skilled and random-forgery EER %, the difference to D
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -27,11 +26,10 @@ from typing import Dict, List, Tuple
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from signature_fusion import draw_parts  # noqa: E402  (the recipe's draws and score parts)
+from signature_fusion import draw_parts, load_run, run_parser  # noqa: E402  (the recipe's draws, score parts)
 
 from multissl.evaluation.verification import eer, hull_distances, reference_spread  # noqa: E402
-from multissl.recipes.signature_verification import (FUSION_GRID, KINDS, Args, enrolment_draw,  # noqa: E402
-                                                      load_corpus, user_folds)
+from multissl.recipes.signature_verification import FUSION_GRID, KINDS, Args, enrolment_draw  # noqa: E402
 
 RIDGES = (1.0, 0.3, 0.1, 0.03, 0.01)
 Choice = Tuple[str, float]              # (SSL score part, fusion weight w; 1 = SSL alone, 0 = DTW alone)
@@ -78,21 +76,8 @@ def cross_fold(trials: List[Dict], folds: List[List[int]], keys: List[Choice]) -
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--run", required=True, help="a finished signature_verification run (its distances.npz)")
-    p.add_argument("--data", default="../shared/data/svc2004_task2")
-    p.add_argument("--folds", type=int, required=True, help="the run's --folds")
-    p.add_argument("--trials", type=int, default=10)
-    p.add_argument("--seed", type=int, default=0, help="the run's --seed (its enrolment draws)")
-    p.add_argument("--json", default=None)
-    a = p.parse_args()
-    args = Args(data=a.data, folds=a.folds, trials=a.trials, seed=a.seed)
-    corpus = load_corpus(a.data, args.genuine, args.enrol_from)
-    saved = np.load(Path(a.run) / "distances.npz")
-    if not np.array_equal(saved["user"], corpus.user) or not np.array_equal(saved["number"], corpus.number):
-        raise SystemExit(f"{a.run}/distances.npz: its files are not those of {a.data}")
-    dist = {s: saved[s].astype(np.float64) for s in ("ssl", "dtw")}
-    folds = user_folds(sorted(set(corpus.user.tolist())), a.folds)
+    a = run_parser(__doc__.splitlines()[0]).parse_args()
+    args, corpus, dist, folds = load_run(a)
     trials = draw_parts(dist, corpus, folds, args)
     add_hull_parts(trials, dist["ssl"], corpus, folds, args)
     users = [u for f in folds for u in f]
