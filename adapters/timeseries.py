@@ -282,7 +282,8 @@ class TimeSeriesAdapter(Adapter):
         """``ts2vec`` (default: TS2Vec's dilated CNN with per-step features, max pooled).
 
         ``in_channels`` defaults to the channels of the prepared data. Options: ``width``,
-        ``depth``, ``embed_dim``, ``kernel_size``, ``pooling``, ``dropout`` (ts2vec); ``dim``,
+        ``depth``, ``embed_dim``, ``kernel_size``, ``pooling``, ``dropout``, ``channel_independent``
+        (ts2vec); ``dim``,
         ``depth``, ``heads``, ``max_tokens``, ``dropout``, ``pool`` (patchtst, the masked methods'
         default; its patch length is the adapter's ``patch_len``); ``channels``, ``depth``,
         ``reduced_size``, ``embed_dim``, ``kernel_size`` (causal_cnn, T-Loss's encoder).

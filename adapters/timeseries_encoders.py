@@ -10,7 +10,9 @@ optionally with ``"hidden"`` (B, T) bool, the steps hidden by timestamp masking.
   dilation ``2 ** i`` in block ``i``, and a last block to ``embed_dim`` channels. It yields a
   representation per time step (:meth:`TS2VecEncoder.forward_tokens`), max- (or mean-) pooled
   over the real steps to one vector per series (:meth:`TS2VecEncoder.forward`), as TS2Vec does
-  for instance-level tasks. Padding never changes an embedding: every convolution's input is
+  for instance-level tasks. With ``channel_independent=True`` every channel goes through the same
+  network alone and the per-channel representations are concatenated (PatchTST's channel
+  independence; the embedding is then ``C`` times wider). Padding never changes an embedding: every convolution's input is
   zeroed outside the mask (so a series reads zeros after its end, exactly as a convolution's
   own zero padding would give it alone), there is no batch normalisation, and pooling only sees
   real steps. A series therefore embeds the same alone or in a batch with longer ones.
@@ -99,6 +101,12 @@ class TS2VecEncoder(nn.Module):
         pooling: ``"max"`` (TS2Vec), ``"mean"`` or ``"maxmean"`` (both, concatenated: then the
             embedding is ``2 * embed_dim`` wide).
         dropout: dropout on the per-step representation during training (TS2Vec: 0.1).
+        channel_independent: encode every channel alone with the same weights (an input
+            projection from one channel) and concatenate the channels' per-step representations,
+            channel-major, as PatchTST does (Nie et al. 2023): then ``forward_tokens`` is
+            ``(B, T, C * embed_dim)``, the pooled embedding ``C`` times as wide, and a channel
+            whose values stand out can only move its own part of the vector. Identical to the
+            default for univariate series.
 
     Example::
 
@@ -106,10 +114,13 @@ class TS2VecEncoder(nn.Module):
         >>> batch = {"x": torch.randn(4, 3, 100), "mask": torch.ones(4, 100, dtype=torch.bool)}
         >>> enc(batch).shape, enc.forward_tokens(batch).shape
         (torch.Size([4, 64]), torch.Size([4, 100, 64]))
+        >>> TS2VecEncoder(in_channels=3, embed_dim=64, channel_independent=True)(batch).shape
+        torch.Size([4, 192])
     """
 
     def __init__(self, in_channels: int, width: int = 64, depth: int = 8, embed_dim: int = 128,
-                 kernel_size: int = 3, pooling: str = "max", dropout: float = 0.1) -> None:
+                 kernel_size: int = 3, pooling: str = "max", dropout: float = 0.1,
+                 channel_independent: bool = False) -> None:
         super().__init__()
         if kernel_size % 2 == 0 or kernel_size < 1:
             raise ConfigError(f"kernel_size must be a positive odd number (centred convolutions), got {kernel_size}")
@@ -118,10 +129,12 @@ class TS2VecEncoder(nn.Module):
         if pooling not in POOLING:
             raise ConfigError(f"pooling must be one of {', '.join(POOLING)}, got {pooling!r}")
         self.in_channels = int(in_channels)
-        self.token_dim = int(embed_dim)
+        self.channel_independent = bool(channel_independent)
+        #: width of the per-step representation: the channels' side by side when channel-independent
+        self.token_dim = int(embed_dim) * (self.in_channels if self.channel_independent else 1)
         self.pooling = pooling
-        self.embed_dim = int(embed_dim) * (2 if pooling == "maxmean" else 1)
-        self.input_fc = nn.Linear(in_channels, width)
+        self.embed_dim = self.token_dim * (2 if pooling == "maxmean" else 1)
+        self.input_fc = nn.Linear(1 if self.channel_independent else in_channels, width)
         widths = [width] * depth + [embed_dim]
         self.blocks = nn.ModuleList(
             _DilatedConvBlock(widths[i - 1] if i > 0 else width, widths[i], kernel_size, 2 ** i)
@@ -129,13 +142,21 @@ class TS2VecEncoder(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward_tokens(self, batch: SeriesBatch) -> torch.Tensor:
-        """Per-step representations (B, T, embed_dim), zero at padded steps."""
+        """Per-step representations (B, T, token_dim), zero at padded steps."""
         x, mask = unpack_series(batch)
         if x.shape[1] != self.in_channels:
             raise ConfigError(f"encoder built for {self.in_channels} channel(s), got a batch with {x.shape[1]}")
+        hidden = batch.get("hidden")
+        if self.channel_independent and self.in_channels > 1:
+            b, c, t = x.shape  # every channel a series of its own: (B * C, 1, T), channel-major per series
+            h = self._steps(x.reshape(b * c, 1, t), mask.repeat_interleave(c, 0),
+                            None if hidden is None else hidden.repeat_interleave(c, 0))
+            return h.reshape(b, c, t, -1).permute(0, 2, 1, 3).reshape(b, t, -1)
+        return self._steps(x, mask, hidden)
+
+    def _steps(self, x: torch.Tensor, mask: torch.Tensor, hidden: torch.Tensor | None) -> torch.Tensor:
         keep = mask.to(x.dtype)
         h = self.input_fc(x.transpose(1, 2))  # (B, T, W)
-        hidden = batch.get("hidden")
         if hidden is not None:
             # TS2Vec masks the latent vectors, not the raw values: a hidden step is then "no
             # information", never a plausible measurement of 0

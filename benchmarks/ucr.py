@@ -9,7 +9,8 @@ Protocol (the project's issue #4; :mod:`multissl.evaluation.timeseries_protocol`
   128-d by default -- the paper's depth 10 and 320-d with ``--depth 10 --embed-dim 320``; the method given by ``--method``, default ``ts2vec``; a budget of
   ``--iters`` optimiser steps at batch 8, TS2Vec's 200 for small data); ``--encoder causal_cnn``
   uses T-Loss's own encoder at the paper's sizes instead (e.g. with ``--method tloss
-  --batch-size 10 --iters 1500``, the paper's budget);
+  --batch-size 10 --iters 1500``, the paper's budget); ``--channel-independent`` encodes every
+  channel of a multivariate series alone with the same weights and concatenates the vectors;
 - every train and test series -> one vector; RBF SVM with C by 5-fold cross-validation over
   10^-4 .. 10^4 and a hard margin (hard margin directly on tiny train sets), plus a linear probe;
 - references, with the same SVM: the same encoder **untrained** (the initial weights of the same
@@ -60,6 +61,8 @@ def encoder_kwargs(args: argparse.Namespace) -> Dict[str, Any]:
     kwargs = dict(ENCODER_SIZES[args.encoder])
     if args.encoder == "ts2vec":
         kwargs["pooling"] = args.pooling
+        if args.channel_independent:
+            kwargs["channel_independent"] = True
     kwargs.update({k: v for k, v in (("depth", args.depth), ("embed_dim", args.embed_dim)) if v is not None})
     return kwargs
 
@@ -71,14 +74,40 @@ def adapter_config(args: argparse.Namespace) -> Dict[str, Any] | None:
 
 
 def load(name: str):
+    """The official splits as float32: an (N, C, T) array, or a list of (C, T_i) arrays for a data
+    set of unequal lengths (e.g. JapaneseVowels), which the adapter pads; labels as 0 .. K-1."""
     from aeon.datasets import load_classification
 
     xtr, ytr = load_classification(name, split="train")
     xte, yte = load_classification(name, split="test")
     classes = sorted(set(ytr) | set(yte))
     index = {c: i for i, c in enumerate(classes)}
-    return (xtr.astype(np.float32), np.array([index[c] for c in ytr]),
-            xte.astype(np.float32), np.array([index[c] for c in yte]))
+    return (as_float32(xtr), np.array([index[c] for c in ytr]), as_float32(xte), np.array([index[c] for c in yte]))
+
+
+def as_float32(x):
+    return x.astype(np.float32) if isinstance(x, np.ndarray) else [np.asarray(s, dtype=np.float32) for s in x]
+
+
+def shape(x) -> List[int]:
+    """(N, C, T), or (N, C, longest T) for unequal lengths."""
+    return list(x.shape) if isinstance(x, np.ndarray) else [len(x), x[0].shape[0], max(s.shape[1] for s in x)]
+
+
+def raw_vectors(ad, ptr, pte):
+    """The normalised series flattened, zero after each series' end (both splits to one length)."""
+    xtr, xte = ad.eval_transform(ptr)["x"], ad.eval_transform(pte)["x"]
+    t = max(xtr.shape[-1], xte.shape[-1])
+    return tuple(torch.nn.functional.pad(x, (0, t - x.shape[-1])).reshape(len(x), -1).numpy() for x in (xtr, xte))
+
+
+def asinh_input(xtr, xte):
+    """``asinh((x - mean) / std)`` per channel, with the train split's statistics over all its steps."""
+    steps = xtr.transpose(1, 0, 2) if isinstance(xtr, np.ndarray) else np.concatenate(xtr, axis=1)[:, None]
+    mean, std = steps.mean(axis=(1, 2), keepdims=True)[:, 0], steps.std(axis=(1, 2), keepdims=True)[:, 0] + 1e-8
+    squash = lambda x: np.arcsinh((x - mean) / std).astype(np.float32)  # noqa: E731
+    return tuple(np.stack([squash(s) for s in x]) if isinstance(x, np.ndarray) else [squash(s) for s in x]
+                 for x in (xtr, xte))
 
 
 def run_dataset(name: str, args: argparse.Namespace) -> Dict[str, Any]:
@@ -90,11 +119,10 @@ def run_dataset(name: str, args: argparse.Namespace) -> Dict[str, Any]:
 
     xtr, ytr, xte, yte = load(name)
     if args.input == "asinh":  # large excursions grow like a logarithm; statistics of the train split only
-        mean, std = xtr.mean(axis=(0, 2), keepdims=True), xtr.std(axis=(0, 2), keepdims=True) + 1e-8
-        xtr, xte = (np.arcsinh((x - mean) / std).astype(np.float32) for x in (xtr, xte))
+        xtr, xte = asinh_input(xtr, xte)
     steps_per_epoch = max(1, len(xtr) // args.batch_size)
     epochs = max(1, math.ceil(args.iters / steps_per_epoch))
-    log(f"{name}: train {xtr.shape}, test {xte.shape}, {len(set(ytr))} classes; {epochs} epochs x "
+    log(f"{name}: train {shape(xtr)}, test {shape(xte)}, {len(set(ytr))} classes; {epochs} epochs x "
         f"{steps_per_epoch} steps")
     runs: List[Dict[str, Any]] = []
     for seed in args.seeds:
@@ -110,8 +138,7 @@ def run_dataset(name: str, args: argparse.Namespace) -> Dict[str, Any]:
         torch.manual_seed(seed)  # pretrain() seeds the initial weights the same way
         untrained = ad.build_encoder(args.encoder, **encoder_kwargs(args)).eval()
         utr, ute = embed_prepared(untrained, ad, ptr).numpy(), embed_prepared(untrained, ad, pte).numpy()
-        rtr = ad.eval_transform(ptr)["x"].reshape(len(xtr), -1).numpy()
-        rte = ad.eval_transform(pte)["x"].reshape(len(xte), -1).numpy()
+        rtr, rte = raw_vectors(ad, ptr, pte)
         ssl = svm_classify(ztr, ytr, zte, yte, seed=seed)
         run = {
             "seed": seed,
@@ -140,8 +167,8 @@ def run_dataset(name: str, args: argparse.Namespace) -> Dict[str, Any]:
     keys = [k for k in runs[0] if k not in ("seed", "ssl_svm_C")]
     summary = {k: {"mean": statistics.fmean(r[k] for r in runs),
                    "std": statistics.pstdev([r[k] for r in runs]) if len(runs) > 1 else 0.0} for k in keys}
-    return {"train_shape": list(xtr.shape), "test_shape": list(xte.shape), "epochs": epochs,
-            "steps": epochs * steps_per_epoch, "tloss_k10": TLOSS_K10[name], "runs": runs, "summary": summary}
+    return {"train_shape": shape(xtr), "test_shape": shape(xte), "epochs": epochs,
+            "steps": epochs * steps_per_epoch, "tloss_k10": TLOSS_K10.get(name), "runs": runs, "summary": summary}
 
 
 def main(argv: List[str] | None = None) -> int:
@@ -174,6 +201,9 @@ def main(argv: List[str] | None = None) -> int:
                                                  "320; causal_cnn: 320)")
     p.add_argument("--pooling", default="max", choices=("max", "mean", "maxmean"),
                    help="ts2vec only: per-step features -> one vector (TS2Vec: max)")
+    p.add_argument("--channel-independent", action="store_true",
+                   help="ts2vec only: every channel through the same encoder alone, the channels' vectors "
+                        "concatenated (PatchTST's channel independence; no change on univariate data sets)")
     p.add_argument("--input", default="raw", choices=("raw", "asinh"),
                    help="asinh: compress each channel's amplitude, asinh((x - mean) / std) with the train split's "
                         "statistics, before the adapter")
@@ -181,6 +211,8 @@ def main(argv: List[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="1 seed, 20 steps")
     p.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "ucr.json"))
     args = p.parse_args(argv)
+    if args.channel_independent and args.encoder != "ts2vec":
+        p.error("--channel-independent needs --encoder ts2vec")
     if args.quick:
         args.seeds, args.iters, args.finetune_steps = [0], 20, 20
     try:
@@ -196,13 +228,14 @@ def main(argv: List[str] | None = None) -> int:
         s = r["summary"]
         rows.append([name, f"{s['ssl_svm']['mean']:.3f} ± {s['ssl_svm']['std']:.3f}",
                      f"{s['untrained_svm']['mean']:.3f} ± {s['untrained_svm']['std']:.3f}",
-                     f"{s['raw_svm']['mean']:.3f}", r["tloss_k10"],
+                     f"{s['raw_svm']['mean']:.3f}", "—" if r["tloss_k10"] is None else r["tloss_k10"],
                      f"{s['ssl_linear']['mean']:.3f}", f"{s['untrained_linear']['mean']:.3f}"])
     print()
     views = f"{args.method}:{args.preset}" if args.preset else args.method
     views += "" if args.method_hparams.strip() in ("", "{}") else f" {args.method_hparams}"
     views += "" if args.adapter_config.strip() in ("", "{}") else f" {args.adapter_config}"
     views += "" if args.encoder == "ts2vec" else f" ({args.encoder})"
+    views += " channel-independent" if args.channel_independent else ""
     views += "" if args.input == "raw" else f" [{args.input} input]"
     table = print_table(rows, ["dataset", f"multissl {views} SVM", "untrained SVM", "raw SVM",
                                "T-Loss K=10", "multissl linear", "untrained linear"])

@@ -137,6 +137,7 @@ def test_every_preset_gives_finite_views_zero_at_padding(preset):
 
 @pytest.mark.parametrize("name,kwargs", [
     ("ts2vec", {"width": 16, "depth": 4, "embed_dim": 32}),
+    ("ts2vec", {"width": 16, "depth": 4, "embed_dim": 32, "channel_independent": True}),
     ("causal_cnn", {"channels": 8, "depth": 3, "reduced_size": 12, "embed_dim": 6}),  # T-Loss's
 ])
 def test_encoder_padding_never_leaks_into_embeddings(name, kwargs):
@@ -166,6 +167,57 @@ def test_hidden_steps_are_masked_in_the_latent():
     changed["x"][:, :, 10:20] = 123.0  # a hidden step's value is never read
     same = {**changed, "x": b["x"]}
     assert torch.allclose(enc(changed), enc(same))
+
+
+def test_channel_independent_encoder_is_the_shared_univariate_encoder_per_channel():
+    from multissl.adapters.timeseries_encoders import TS2VecEncoder
+
+    kw = {"width": 8, "depth": 3, "embed_dim": 16, "dropout": 0.0}
+    torch.manual_seed(0)
+    enc = TS2VecEncoder(3, channel_independent=True, **kw).eval()
+    assert enc.embed_dim == 48 and enc.token_dim == 48 and enc.input_fc.in_features == 1
+    alone = TS2VecEncoder(1, **kw).eval()
+    alone.load_state_dict(enc.state_dict())  # the same weights: one network for every channel
+    x = torch.randn(4, 3, 30)
+    mask = torch.ones(4, 30, dtype=torch.bool)
+    mask[1, 20:] = False
+    hidden = torch.zeros(4, 30, dtype=torch.bool)
+    hidden[:, 5:9] = True
+    z, tokens = enc({"x": x, "mask": mask, "hidden": hidden}), enc.forward_tokens({"x": x, "mask": mask})
+    for c in range(3):  # channel-major: channel c's vector at [c * 16, (c + 1) * 16)
+        part = slice(16 * c, 16 * (c + 1))
+        assert torch.allclose(z[:, part], alone({"x": x[:, c:c + 1], "mask": mask, "hidden": hidden}), atol=1e-5)
+        assert torch.allclose(tokens[:, :, part], alone.forward_tokens({"x": x[:, c:c + 1], "mask": mask}),
+                              atol=1e-5)
+    # a burst in one channel moves that channel's part of the embedding and nothing else
+    burst = x.clone()
+    burst[:, 1, 10:15] += 50.0
+    moved = (enc({"x": burst, "mask": mask, "hidden": hidden}) - z).abs().reshape(4, 3, 16).amax(dim=(0, 2))
+    assert moved[1] > 0 and moved[0] == 0 and moved[2] == 0
+
+
+def test_channel_independent_is_the_default_encoder_on_univariate_series():
+    from multissl.adapters.timeseries_encoders import TS2VecEncoder
+
+    batch = {"x": torch.randn(2, 1, 25), "mask": torch.ones(2, 25, dtype=torch.bool)}
+    torch.manual_seed(3)
+    default = TS2VecEncoder(1, width=8, depth=2, embed_dim=8).eval()
+    torch.manual_seed(3)
+    independent = TS2VecEncoder(1, width=8, depth=2, embed_dim=8, channel_independent=True).eval()
+    assert torch.equal(default(batch), independent(batch))
+
+
+def test_pretrain_channel_independent_and_reload(tmp_path):
+    from multissl import SSLModel, pretrain
+
+    x = sine_series(16, 3, 32)
+    model = pretrain(x, adapter="timeseries", method="ts2vec", epochs=1, batch_size=8, seed=0, progress=False,
+                     encoder_kwargs={"width": 8, "depth": 3, "embed_dim": 16, "channel_independent": True},
+                     output_dir=str(tmp_path / "run"))
+    z = model.embed(x)
+    assert z.shape == (16, 48) and np.isfinite(z).all()
+    again = SSLModel.from_pretrained(tmp_path / "run" / "final")
+    assert again.encoder.channel_independent and np.allclose(again.embed(x), z, atol=1e-5)
 
 
 def test_build_encoder_and_errors():
